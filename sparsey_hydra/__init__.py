@@ -1,0 +1,3 @@
+"""sparsey-hydra: a plugin-driven Sparsey experiment framework built on Hydra."""
+
+__version__ = "0.1.0"
