@@ -6,9 +6,11 @@ from sparsey_hydra.hookspecs import hookimpl
 @hookimpl
 def sparsey_register_layers():
     """The canonical Sparsey layer."""
-    from sparsey_hydra.core.sparsey_layer import COMPONENT
+    from sparsey_hydra.core.sparsey_layer import SparseyLayer, SparseyLayerParams
+    from sparsey_hydra.plugins import Component
 
-    return [COMPONENT]
+    return [Component("sparsey", SparseyLayer, SparseyLayerParams,
+                      "Canonical Sparsey layer: MACs of Q CMs × K cells, CSA, Hebbian learning")]
 
 
 @hookimpl

@@ -1,0 +1,1 @@
+"""The Sparsey core: pure torch, vectorised over all MACs of a layer."""
