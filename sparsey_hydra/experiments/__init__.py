@@ -1,0 +1,1 @@
+"""Experiments selectable with +experiment=NAME."""
