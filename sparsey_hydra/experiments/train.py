@@ -10,6 +10,7 @@ from sparsey_hydra.config_schema import AppConfig
 from sparsey_hydra.data.loading import load_splits
 from sparsey_hydra.network import build_model
 from sparsey_hydra.plugins import Registry
+from sparsey_hydra.stores.store_set import open_stores
 from sparsey_hydra.summary import print_summary
 from sparsey_hydra.tracking.wandb_tracker import WandbTracker
 from sparsey_hydra.training.trainer import Trainer
@@ -26,18 +27,6 @@ def build_metrics(app: AppConfig, registry: Registry) -> list[Any]:
     return metrics
 
 
-def open_store(app: AppConfig, registry: Registry, launch_dir: Path):
-    store_cfg = app.system.store.model_dump()
-    name = store_cfg.pop("name")
-    url = store_cfg.get("url", "")
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        rel = url.removeprefix("sqlite:///")
-        if rel and rel != ":memory:":
-            store_cfg["url"] = f"sqlite:///{(launch_dir / rel).resolve()}"
-    comp = registry.get("store", name, key="system.store.name")
-    return comp.factory(registry.build_params("store", name, store_cfg, key="system.store"))
-
-
 def train_experiment(app: AppConfig, tree: dict[str, Any], registry: Registry,
                      output_dir: Path, launch_dir: Path) -> dict[str, Any]:
     """Everything that can fail on bad input fails before the store is written."""
@@ -52,7 +41,7 @@ def train_experiment(app: AppConfig, tree: dict[str, Any], registry: Registry,
     model_name = app.model_name or f"{app.network.name}-{app.dataset.type}"
     config = public_config(tree)
 
-    store = open_store(app, registry, launch_dir)
+    store = open_stores(app.system, registry, launch_dir)
     wb = app.system.wandb
     tracker = WandbTracker(mode=wb.mode, project=wb.project,
                            run_dir=str(Path(wb.dir) if wb.dir else output_dir),
