@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,14 +89,6 @@ def check_binary(images: torch.Tensor, where: str) -> None:
             f"{where} is not binary after preprocessing; add a `binarize` transform, e.g. "
             "preprocessing=binarize or preprocessing.transforms=[{name: binarize, threshold: 0.5}]"
         )
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def public_config(tree: dict[str, Any]) -> dict[str, Any]:

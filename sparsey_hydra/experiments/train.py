@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sparsey_hydra.app import check_binary, prepare_device, public_config, sha256_of
+from sparsey_hydra.app import check_binary, prepare_device, public_config
 from sparsey_hydra.config_schema import AppConfig
 from sparsey_hydra.data.loading import load_splits
+from sparsey_hydra.model_registry import file_sha256
 from sparsey_hydra.network import build_model
 from sparsey_hydra.plugins import Registry
 from sparsey_hydra.stores.store_set import open_stores
@@ -83,7 +84,7 @@ def train_experiment(app: AppConfig, tree: dict[str, Any], registry: Registry,
         path = (launch_dir / app.system.model_dir / model_name / f"v{version}.pt").resolve()
         model.save(path, {"network": tree["network"], "preprocessing": tree["preprocessing"],
                           "dataset": config["dataset"], "seed": app.seed})
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         store.add_model(model_name, version, str(path), digest, config, summary, exp_id)
         summary["model"] = {"name": model_name, "version": version, "path": str(path),
                             "sha256": digest}
