@@ -1,0 +1,23 @@
+"""Developer sessions: tests, lint, bench. They reuse the active environment (torch is big)."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The test suite (start services first: bash .ci/services.sh)."""
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests, benchmarks and plugins."""
+    session.run("ruff", "check", "sparsey_hydra", "tests", "benchmarks", "plugins", "noxfile.py")
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Throughput and memory figures (prints them and writes benchmarks/results.json)."""
+    session.run("python", "benchmarks/bench_sparsey.py", *session.posargs)
