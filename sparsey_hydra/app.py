@@ -19,11 +19,18 @@ from sparsey_hydra.summary import print_summary
 from sparsey_hydra.tracking.secrets import redact
 
 
-def run(cfg: DictConfig, output_dir: str | None = None, launch_dir: str | None = None) -> int:
-    """Run the selected experiment; a bad input is one line on stderr and exit code 2."""
+def run(cfg: DictConfig, output_dir: str | None = None, launch_dir: str | None = None,
+        in_sweep: bool = False) -> int | float | list[float]:
+    """Run the selected experiment; a bad input is one line on stderr and exit code 2.
+
+    An HPO trial (`hpo` set) returns its objective value(s) for the sweeper. In a multirun
+    such a trial raises instead of exiting, so only that trial fails, with the message.
+    """
     try:
         return _run(cfg, output_dir or ".", launch_dir or ".")
     except SparseyConfigError as exc:
+        if in_sweep and cfg.get("hpo") is not None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
@@ -41,7 +48,7 @@ def to_tree(cfg: DictConfig) -> dict[str, Any]:
         raise SparseyConfigError(f"{exc.full_key}: {exc.msg}") from None
 
 
-def _run(cfg: DictConfig, output_dir: str, launch_dir: str) -> int:
+def _run(cfg: DictConfig, output_dir: str, launch_dir: str) -> int | float | list[float]:
     tree = to_tree(cfg)
     registry = get_registry()
     app = validate_config(tree, registry)
@@ -51,7 +58,17 @@ def _run(cfg: DictConfig, output_dir: str, launch_dir: str) -> int:
     if app.task == "train":
         from sparsey_hydra.experiments.train import train_experiment
 
-        train_experiment(app, tree, registry, Path(output_dir), Path(launch_dir))
+        summary = train_experiment(app, tree, registry, Path(output_dir), Path(launch_dir))
+        if app.hpo is not None:  # an HPO trial: the sweeper needs the objective value(s)
+            from sparsey_hydra.hpo.config import parse_hpo
+            from sparsey_hydra.hpo.objective import evaluate
+
+            return evaluate(parse_hpo(app.hpo), summary, registry)
+        return 0
+    if app.task == "evaluate":
+        from sparsey_hydra.experiments.evaluate import evaluate_experiment
+
+        evaluate_experiment(app, tree, registry, Path(output_dir), Path(launch_dir))
         return 0
     raise SparseyConfigError(f"task: '{app.task}' is not available yet; use +experiment=train")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -25,16 +26,25 @@ LAUNCH_DIR = os.getcwd()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def _main(cfg: DictConfig) -> int:
+def _main(cfg: DictConfig) -> int | float | list[float]:
+    """Returns the objective value(s) of an HPO trial, which the Optuna sweeper reads."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from sparsey_hydra.app import run
 
-    return run(cfg, output_dir=HydraConfig.get().runtime.output_dir, launch_dir=LAUNCH_DIR)
+    hc = HydraConfig.get()
+    return run(cfg, output_dir=hc.runtime.output_dir, launch_dir=LAUNCH_DIR,
+               in_sweep=hc.mode == RunMode.MULTIRUN)
 
 
 def main() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    # Plugins' config dirs join Hydra's search path (hydra_plugins/sparsey_hydra_searchpath);
+    # an unknown option such as `network=nope` is one line and exit 2 like other bad input.
+    from sparsey_hydra.plugins import exit_on_unknown_options
+
+    exit_on_unknown_options(sys.argv[1:], config_dir())
     _main()
 
 

@@ -50,9 +50,8 @@ class TrainerConfig(_Strict):
     metrics: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class StoreConfig(_Strict):
-    name: str = "sqlite"
-    url: str = "sqlite:///sparsey.db"
+def _default_stores() -> dict[str, dict[str, Any]]:
+    return {"sqlite": {"name": "sqlite", "url": "sqlite:///sparsey.db"}}
 
 
 class WandbConfig(_Strict):
@@ -63,12 +62,25 @@ class WandbConfig(_Strict):
     dir: str | None = None
 
 
+class ResolutionConfig(_Strict):
+    """How much of each step is logged: model (one value per frame and metric), layer, or mac
+    (every MAC); each level includes the coarser ones."""
+
+    wandb: Literal["model", "layer", "mac"] = "layer"
+    store: Literal["model", "layer", "mac"] = "mac"
+
+
 class SystemConfig(_Strict):
     device: str = "auto"
     num_threads: int | None = Field(default=None, ge=1)
     model_dir: str = "models"
-    store: StoreConfig = Field(default_factory=StoreConfig)
+    # Named store entries (`name` = adapter, other keys its parameters; checked by the
+    # adapter's own model in validate_config), the ones written and the one read.
+    stores: dict[str, dict[str, Any]] = Field(default_factory=_default_stores)
+    write_stores: list[str] = Field(default_factory=lambda: ["sqlite"])
+    read_store: str = "sqlite"
     wandb: WandbConfig = Field(default_factory=WandbConfig)
+    resolution: ResolutionConfig = Field(default_factory=ResolutionConfig)
 
 
 class AppConfig(BaseModel):
@@ -117,5 +129,11 @@ def validate_config(tree: dict[str, Any], registry: Registry) -> AppConfig:
             raise SparseyConfigError(f"trainer.metrics.{i}: metric '{m['name']}' is listed twice")
         seen.add(m["name"])
         registry.build_params("metric", m["name"], dict(m), key=f"trainer.metrics.{i}")
-    registry.get("store", cfg.system.store.name, key="system.store.name")
+    from sparsey_hydra.stores.store_set import check_store_config
+
+    check_store_config(cfg.system, registry)
+    if cfg.hpo is not None:  # the study, and the metrics its objective reads
+        from sparsey_hydra.hpo.config import validate_hpo
+
+        validate_hpo(cfg.hpo, cfg.trainer.metrics, registry)
     return cfg

@@ -16,6 +16,28 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _print_metrics(summary: dict[str, Any], console: Console) -> None:
+    """Every configured metric per layer and phase: the mean over frames of its per-frame
+    layer value (— where it is undefined, e.g. match_accuracy in training)."""
+    names = list(dict.fromkeys(n for p in ("train", "eval") for n in summary[p]["metrics"]))
+    if not names:
+        return
+    n_layers = len(summary["layers"])
+    table = Table(title="Metrics (mean per frame; layer = its reduction over MACs)")
+    table.add_column("metric")
+    table.add_column("phase")
+    for ell in range(n_layers):
+        table.add_column(f"layer {ell + 1}", justify="right")
+    table.add_column("model", justify="right")
+    for name in names:
+        for phase in ("train", "eval"):
+            per_layer = summary[phase]["metrics"].get(name)
+            model = summary[phase].get("model_metrics", {}).get(name)
+            cells = [_fmt(v) for v in per_layer] if per_layer else ["—"] * n_layers
+            table.add_row(name, phase, *cells, _fmt(model))
+    console.print(table)
+
+
 def print_summary(summary: dict[str, Any], experiment_id: int | None = None,
                   wandb_dir: str | None = None, console: Console | None = None) -> None:
     console = console or Console(width=140)
@@ -24,20 +46,12 @@ def print_summary(summary: dict[str, Any], experiment_id: int | None = None,
             "train_mean_g", "eval_mean_g", "basis_set_mean", "basis_set_max"]
     heads = ["layer", "MACs", "active (train)", "active (eval)", "mean G (train)",
              "mean G (eval)", "basis set mean", "basis set max"]
-    metric_cols = []
-    for phase in ("train", "eval"):
-        for name in summary[phase]["metrics"]:
-            metric_cols.append((phase, name))
     for h in heads:
         table.add_column(h, justify="right")
-    for phase, name in metric_cols:
-        table.add_column(f"{name} ({phase})", justify="right")
     for row in summary["layers"]:
-        ell = row["layer"] - 1
-        cells = [_fmt(row.get(c)) for c in cols]
-        cells += [_fmt(summary[p]["metrics"][n][ell]) for p, n in metric_cols]
-        table.add_row(*cells)
+        table.add_row(*[_fmt(row.get(c)) for c in cols])
     console.print(table)
+    _print_metrics(summary, console)
     for phase in ("train", "eval"):
         st = summary[phase]
         fps = st["frames_per_second"]

@@ -11,6 +11,8 @@ import torch
 from sparsey_hydra.core.model import SparseyModel
 from sparsey_hydra.core.sparsey_layer import SparseyLayer, SparseyLayerParams
 
+pytest_plugins = ["services"]  # PostgreSQL and Firestore-emulator fixtures (tests/services.py)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SPARSEY_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -119,13 +119,16 @@ def test_unopenable_url_is_a_one_line_config_error(tmp_path: Path, make_url) -> 
     with pytest.raises(SparseyConfigError) as info:
         SqlStore(url)
     message = str(info.value)
-    assert message.startswith(f"system.store.url: cannot open '{url}': ")
+    assert message.startswith(f"system.stores.sqlite.url: cannot open '{url}': ")
     assert "\n" not in message
 
 
 def test_password_is_hidden_in_open_errors() -> None:
     with pytest.raises(SparseyConfigError) as info:
         SqlStore("nosuchdb://user:hunter2@localhost/db")
+    assert "hunter2" not in str(info.value) and "user:***@localhost" in str(info.value)
+    with pytest.raises(SparseyConfigError) as info:
+        SqlStore("postgresql://user:hunter2@/db?port=notaport")  # fails while parsing
     assert "hunter2" not in str(info.value)
 
 
@@ -142,13 +145,47 @@ def test_two_stores_on_one_file_share_rows(tmp_path: Path) -> None:
     second.close()
 
 
-def test_builtin_component_builds_a_store(tmp_path: Path) -> None:
-    (component,) = BUILTIN_STORES
-    assert component.name == "sqlite"
+def test_builtin_components(tmp_path: Path) -> None:
+    by_name = {c.name: c for c in BUILTIN_STORES}
+    assert sorted(by_name) == ["firestore", "postgresql", "sqlite"]
+    component = by_name["sqlite"]
     assert component.params().url == "sqlite:///sparsey.db"
-    params = component.params(url=_url(tmp_path / "c.db"))
+    assert component.params().data_resolution == 2
+    params = component.params(url=_url(tmp_path / "c.db"), data_resolution=1)
     built = component.factory(params)
     assert isinstance(built, SqlStore) and built.list_experiments() == []
+    assert built.data_resolution == 1
     built.close()
     with pytest.raises(ValueError):
         component.params(url="sqlite://", nope=1)
+    with pytest.raises(ValueError):
+        component.params(data_resolution=3)
+
+
+def test_hpo_run_ids_link_trials(store: SqlStore) -> None:
+    run = store.start_hpo_run("study", {"n_trials": 1})
+    trial = store.start_experiment("t", "train", {}, seed=0, hpo_run_id=run)
+    store.start_experiment("solo", "train", {}, seed=0)
+    assert [e["id"] for e in store.list_experiments(hpo_run_id=run)] == [trial]
+    with pytest.raises(SparseyConfigError, match="unknown HPO run id 77"):
+        store.finish_hpo_run(77, "completed", None)
+
+
+def test_old_database_gains_the_hpo_runs_table(tmp_path: Path) -> None:
+    """A sparsey.db written before HPO runs existed opens and gets the new table."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY, name VARCHAR(255) NOT NULL,"
+                " kind VARCHAR(32) NOT NULL, config TEXT NOT NULL, seed INTEGER NOT NULL,"
+                " status VARCHAR(16) NOT NULL, error TEXT, started_at DATETIME NOT NULL,"
+                " ended_at DATETIME, summary TEXT, hpo_run_id INTEGER)")
+    con.commit()
+    con.close()
+    s = SqlStore(_url(db))
+    assert s.list_hpo_runs() == []
+    run = s.start_hpo_run("x", {})
+    assert s.get_experiment(s.start_experiment("e", "train", {}, 0, hpo_run_id=run))[
+        "hpo_run_id"] == run
+    s.close()

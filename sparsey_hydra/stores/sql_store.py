@@ -1,6 +1,7 @@
-"""Experiments, per-step metrics and model versions in any SQL database (SQLAlchemy Core).
+"""HPO runs, experiments, per-step metrics and the model registry in any SQL database.
 
-SQLite (`sqlite:///sparsey.db`) is the embedded default; several processes (HPO trials,
+The `sqlite` and `postgresql` adapters are this one class (SQLAlchemy Core) with different
+URLs. SQLite (`sqlite:///sparsey.db`) is the embedded default; several processes (HPO trials,
 parallel sweeps) may share one file, so every write is one short transaction and SQLite
 connections wait on a busy database instead of failing at once.
 """
@@ -34,14 +35,27 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from sparsey_hydra.errors import SparseyConfigError
+from sparsey_hydra.stores.base import STATUSES, StepRow, check_status, first_line, scrub
+from sparsey_hydra.tracking.secrets import redact_url
 
-STATUSES = ("running", "completed", "failed")
-
-# One MetaData for the module: every SqlStore creates the same three tables.
+# One MetaData for the module: every SqlStore creates the same four tables.
 metadata = MetaData()
+
+hpo_runs_table = Table(
+    "hpo_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("summary", Text, nullable=True),
+)
 
 experiments_table = Table(
     "experiments",
@@ -56,7 +70,7 @@ experiments_table = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("summary", Text, nullable=True),
-    Column("hpo_run_id", Integer, nullable=True),
+    Column("hpo_run_id", Integer, ForeignKey("hpo_runs.id"), nullable=True),
 )
 
 step_metrics_table = Table(
@@ -87,9 +101,6 @@ models_table = Table(
     UniqueConstraint("name", "version", name="uq_models_name_version"),
 )
 
-StepRow = tuple[str, int, int, str, float | None]
-
-
 def _dumps(obj: Any) -> str:
     """Stable JSON text: sorted keys so equal configs compare equal as strings."""
     return json.dumps(obj, sort_keys=True, default=str)
@@ -110,44 +121,53 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _first_line(exc: BaseException) -> str:
-    """The driver's own message, without SQLAlchemy's SQL echo and background link."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc) or type(exc).__name__
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+SQLITE_HINT = "use a reachable SQLAlchemy URL such as sqlite:///sparsey.db"
 
 
 class SqlStore:
-    """Result store on SQLAlchemy Core; opening it creates any missing tables."""
+    """Result store on SQLAlchemy Core; opening it creates any missing tables.
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    `url` may be a string or a `sqlalchemy.URL` (the postgresql adapter builds one holding
+    the password read from the environment). The password is kept only inside the engine:
+    `url` as stored on the object and every error message show it masked.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        data_resolution: int = 2,
+        key: str = "system.stores.sqlite.url",
+        hint: str = SQLITE_HINT,
+        connect_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.data_resolution = int(data_resolution)
+        self._key, self._hint = key, hint
+        self._password: str | None = None
         try:
-            parsed = make_url(url)
+            parsed = url if isinstance(url, URL) else make_url(url)
         except (SQLAlchemyError, ValueError) as exc:
-            raise self._open_error(url, _first_line(exc)) from None
+            raise self._open_error(redact_url(str(url)), first_line(exc)) from None
+        self._password = parsed.password if isinstance(parsed.password, str) else None
         self._shown_url = parsed.render_as_string(hide_password=True)
-        connect_args: dict[str, Any] = {}
+        self.url = self._shown_url
+        args: dict[str, Any] = dict(connect_args or {})
         if parsed.get_backend_name() == "sqlite":
-            connect_args["timeout"] = 30  # wait for other processes' writes instead of failing
+            args.setdefault("timeout", 30)  # wait for other processes' writes, don't fail
             self._make_sqlite_parent(parsed)
         try:
-            self.engine: Engine = create_engine(parsed, connect_args=connect_args)
+            self.engine: Engine = create_engine(parsed, connect_args=args)
             self._create_tables()
         except ImportError as exc:
             reason = f"database driver not installed ({exc})"
             raise self._open_error(self._shown_url, reason) from None
         except (SQLAlchemyError, OSError, ValueError) as exc:
-            raise self._open_error(self._shown_url, _first_line(exc)) from None
+            raise self._open_error(self._shown_url, first_line(exc)) from None
 
     # -- setup -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _open_error(shown_url: str, reason: str) -> SparseyConfigError:
-        return SparseyConfigError(
-            f"system.store.url: cannot open '{shown_url}': {reason}; "
-            "use a reachable SQLAlchemy URL such as sqlite:///sparsey.db"
-        )
+    def _open_error(self, shown_url: str, reason: str) -> SparseyConfigError:
+        return SparseyConfigError(scrub(
+            f"{self._key}: cannot open '{shown_url}': {reason}; {self._hint}", self._password))
 
     def _make_sqlite_parent(self, parsed: URL) -> None:
         """SQLite creates the file but not its folder; an in-memory database has neither."""
@@ -172,18 +192,95 @@ class SqlStore:
             try:
                 metadata.create_all(self.engine)
                 return
-            except OperationalError as exc:
-                if "already exists" not in str(exc) or attempt == 2:
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                # SQLite says "already exists"; PostgreSQL may also report a duplicate type.
+                racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+                if not racing or attempt == 2:
                     raise
 
     def close(self) -> None:
         """Release pooled connections (lets the SQLite file be removed or moved)."""
         self.engine.dispose()
 
+    # -- HPO runs ----------------------------------------------------------------------------
+
+    def start_hpo_run(self, name: str, config: dict[str, Any]) -> int:
+        """Record a running hyperparameter search; its trials are experiments that name it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(hpo_runs_table).values(
+                    name=name, config=_dumps(config), status="running", started_at=_now()
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish_hpo_run(
+        self,
+        hpo_run_id: int,
+        status: str,
+        summary: dict[str, Any] | None,
+        error: str | None = None,
+    ) -> None:
+        """Close an HPO run with its status, its summary (e.g. the best trial) and any error."""
+        check_status(status)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(hpo_runs_table)
+                .where(hpo_runs_table.c.id == hpo_run_id)
+                .values(
+                    status=status,
+                    summary=None if summary is None else _dumps(summary),
+                    error=error,
+                    ended_at=_now(),
+                )
+            )
+            if result.rowcount == 0:
+                raise SparseyConfigError(f"unknown HPO run id {hpo_run_id}")
+
+    @staticmethod
+    def _hpo_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        out["config"] = _loads(out["config"])
+        out["summary"] = _loads(out["summary"])
+        out["started_at"] = _utc(out["started_at"])
+        out["ended_at"] = _utc(out["ended_at"])
+        return out
+
+    def get_hpo_run(self, hpo_run_id: int) -> dict[str, Any]:
+        """One HPO run as a dict, config and summary decoded from JSON."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(hpo_runs_table).where(hpo_runs_table.c.id == hpo_run_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise SparseyConfigError(
+                f"unknown HPO run id {hpo_run_id}; `list_hpo_runs()` shows the known ids"
+            )
+        return self._hpo_dict(row)
+
+    def list_hpo_runs(self) -> list[dict[str, Any]]:
+        """All HPO runs, oldest first."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(hpo_runs_table).order_by(hpo_runs_table.c.id))
+                .mappings()
+                .all()
+            )
+        return [self._hpo_dict(r) for r in rows]
+
     # -- experiments -------------------------------------------------------------------------
 
-    def start_experiment(self, name: str, kind: str, config: dict[str, Any], seed: int) -> int:
-        """Record a running experiment and return its id, used by every later call."""
+    def start_experiment(
+        self,
+        name: str,
+        kind: str,
+        config: dict[str, Any],
+        seed: int,
+        hpo_run_id: int | None = None,
+    ) -> int:
+        """Record a running experiment (an HPO trial when `hpo_run_id` is given); its id."""
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(experiments_table).values(
@@ -193,6 +290,7 @@ class SqlStore:
                     seed=int(seed),
                     status="running",
                     started_at=_now(),
+                    hpo_run_id=hpo_run_id,
                 )
             )
             return int(result.inserted_primary_key[0])
@@ -227,8 +325,7 @@ class SqlStore:
         error: str | None = None,
     ) -> None:
         """Close an experiment with its final status, summary and (if failed) the error."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        check_status(status)
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(experiments_table)
@@ -268,14 +365,13 @@ class SqlStore:
             )
         return self._experiment_dict(row)
 
-    def list_experiments(self) -> list[dict[str, Any]]:
-        """All experiments, oldest first."""
+    def list_experiments(self, hpo_run_id: int | None = None) -> list[dict[str, Any]]:
+        """All experiments (or one HPO run's trials), oldest first."""
+        query = select(experiments_table).order_by(experiments_table.c.id)
+        if hpo_run_id is not None:
+            query = query.where(experiments_table.c.hpo_run_id == hpo_run_id)
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(select(experiments_table).order_by(experiments_table.c.id))
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(query).mappings().all()
         return [self._experiment_dict(r) for r in rows]
 
     def step_metrics(self, experiment_id: int) -> list[dict[str, Any]]:
@@ -394,6 +490,7 @@ __all__ = [
     "SqlStore",
     "StepRow",
     "experiments_table",
+    "hpo_runs_table",
     "metadata",
     "models_table",
     "step_metrics_table",
