@@ -220,3 +220,58 @@ def test_unknown_write_store_is_refused_up_front(tmp_path: Path) -> None:
     assert run.stderr.strip() == ("error: system.write_stores.1: unknown store 'mongo'; "
                                   "system.stores defines: firestore, postgresql, sqlite")
     assert not (tmp_path / "sparsey.db").exists()
+
+
+def run_sparsey(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cmd = [str(SPARSEY)] if SPARSEY.exists() else [sys.executable, "-m", "sparsey_hydra.cli"]
+    return subprocess.run([*cmd, *args, "trainer.progress=false", "system.wandb.mode=disabled"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_evaluate_by_name_from_postgresql_and_refuse_a_tampered_file(
+        tmp_path: Path, postgres_server: PostgresServer, pg_database: str) -> None:
+    """Only PostgreSQL is written and read: the model is found through its registry there."""
+    env = base_env(**{postgres_server.password_env: postgres_server.password})
+    pg = [*postgres_server.overrides(pg_database), "system.write_stores=[postgresql]",
+          "system.read_store=postgresql"]
+    trained = run_sparsey(tmp_path, "+experiment=train", "dataset.limit=40", "hydra.run.dir=t",
+                          "model_name=pgnet", *pg, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    path = tmp_path / "models" / "pgnet" / "v1.pt"
+    before = path.read_bytes()
+
+    evaluated = run_sparsey(tmp_path, "+experiment=evaluate", "model_name=pgnet",
+                            "dataset.limit=30", "hydra.run.dir=e", *pg, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert path.read_bytes() == before
+    assert not (tmp_path / "sparsey.db").exists()  # sqlite was never opened
+    store = open_store(postgres_server.store_config(pg_database), get_registry(), tmp_path)
+    try:
+        train_exp, eval_exp = store.list_experiments()
+        assert (train_exp["kind"], eval_exp["kind"]) == ("train", "evaluate")
+        assert eval_exp["status"] == "completed"
+        assert eval_exp["config"]["evaluated_model"]["sha256"] == \
+            store.get_model("pgnet", 1)["sha256"]
+        assert eval_exp["summary"]["eval"]["frames"] == 30
+        assert eval_exp["summary"]["train"]["frames"] == 0
+        assert {r["phase"] for r in store.step_metrics(eval_exp["id"])} == {"eval"}
+    finally:
+        store.close()
+
+    unknown = run_sparsey(tmp_path, "+experiment=evaluate", "model_name=nope",
+                          "hydra.run.dir=u", *pg, env=env)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: model_name: unknown model 'nope'; known models: pgnet"
+
+    data = bytearray(before)
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    refused = run_sparsey(tmp_path, "+experiment=evaluate", "model_name=pgnet",
+                          "hydra.run.dir=x", *pg, env=env)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert lines[0].startswith(f"error: model file '{path}' does not match its registered "
+                               "sha256"), lines[0]
+    assert path.read_bytes() == bytes(data)  # refused, not "repaired"
