@@ -30,7 +30,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="sparsey_optuna",
 
 
 class SparseyOptunaSweeper(Sweeper):
-    """Runs the study in the composed config's `hpo` block through Hydra's launcher."""
+    """Runs the study in the composed config's `hpo` block through Hydra's launcher
+    (basic, joblib, submitit), one batch of `hpo.n_jobs` trials at a time."""
 
     def __init__(self) -> None:
         self.config: Optional[DictConfig] = None  # noqa: UP045 (evaluated at runtime)
@@ -39,10 +40,12 @@ class SparseyOptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from sparsey_hydra.hpo.trial_task import TrialTask
+
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function)
+            config=config, hydra_context=hydra_context, task_function=TrialTask(task_function))
 
     def sweep(self, arguments: list[str]) -> Any:
         from sparsey_hydra.hpo.sweep import StudySweep

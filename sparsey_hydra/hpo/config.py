@@ -83,8 +83,16 @@ class HpoConfig(_Strict):
     #: best config YAML, Pareto front and plots go to <output_dir>/<study_name>/
     output_dir: str = "hpo_results"
     plots: bool = True
-    #: a RUNNING trial without a heartbeat for this long belongs to a dead process
-    stale_after_s: int = Field(default=600, ge=10)
+    #: trials launched together (one launcher batch); null = hydra.launcher.n_jobs or 1
+    n_jobs: int | None = Field(default=None, ge=1)
+    #: Optuna heartbeat of each running trial, every this many seconds
+    heartbeat_interval_s: int = Field(default=10, ge=1)
+    #: a RUNNING trial without a heartbeat this long is failed and its point retried
+    grace_period_s: int = Field(default=60, ge=2)
+    #: how often one point is retried after its workers died
+    max_retry: int = Field(default=3, ge=0)
+    #: fail a RUNNING trial at once when its worker process on this host is gone
+    local_pid_check: bool = True
     trial: TrialInfo | None = None
 
     @model_validator(mode="after")
@@ -99,6 +107,10 @@ class HpoConfig(_Strict):
                 "set the other to null")
         if self.objectives is not None and len(self.objectives) < 2:
             raise ValueError("`objectives` needs at least two terms; use `objective` for one")
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"grace_period_s ({self.grace_period_s}) must be longer than "
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}), or live trials look dead")
         if self.strategy == "cmaes" and self.objectives is not None:
             raise ValueError("strategy cmaes optimises one objective; use nsga2, tpe or random")
         return self

@@ -11,6 +11,7 @@ Everything lands in `<hpo.output_dir>/<study_name>/`:
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
+
+from sparsey_hydra.hpo.study import retried_numbers
 
 
 def _fmt(v: Any) -> str:
@@ -86,8 +89,8 @@ def final_report(study: optuna.Study, out_dir: Path, storage_shown: str,
     """Print and save the outcome; returns the summary stored with the HPO run."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL
-              and t.number not in {t2.user_attrs.get("retry_of") for t2 in trials}]
+    retried = retried_numbers(trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.number not in retried]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "network").mkdir(exist_ok=True)
     name = study.study_name
@@ -109,7 +112,7 @@ def final_report(study: optuna.Study, out_dir: Path, storage_shown: str,
                  f"({study.directions[0].name.lower()}) at trial {best.number}")
         print_fn(f"[hpo] best params: {params_text(best.params)}")
         _print_network(best, path, out_dir, f"{name}_best", print_fn)
-        OmegaConf.save(OmegaConf.create(summary), out_dir / "best.yaml")
+        _write(out_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create(summary)))
     else:
         front = sorted(study.best_trials, key=lambda t: t.number)
         summary["pareto_front"] = []
@@ -122,7 +125,7 @@ def final_report(study: optuna.Study, out_dir: Path, storage_shown: str,
             summary["pareto_front"].append(rec)
             print_fn(f"[hpo]   trial {t.number}: values {values_text(t.values)} | "
                      f"{params_text(t.params)}")
-        OmegaConf.save(OmegaConf.create(summary), out_dir / "pareto.yaml")
+        _write(out_dir / "pareto.yaml", OmegaConf.to_yaml(OmegaConf.create(summary)))
         print_fn(f"[hpo] Pareto networks: {out_dir / 'network'}; train one: "
                  f"{train_command(out_dir, name + '_pareto_<trial>')}")
     if plots:
@@ -141,8 +144,15 @@ def _save_network(t: FrozenTrial, out_dir: Path, stem: str, study: optuna.Study,
               f"params: {params_text(t.params)}",
               f"train it: {train_command(out_dir, stem)}"]
     path = out_dir / "network" / f"{stem}.yaml"
-    path.write_text(network_yaml(network, stem, header))
+    _write(path, network_yaml(network, stem, header))
     return path
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic: workers of one shared study all write the same report files."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _print_network(t: FrozenTrial, path: Path | None, out_dir: Path, stem: str,
@@ -196,7 +206,9 @@ def save_plots(study: optuna.Study, plot_dir: Path, param_order: list[str],
             fig = _figure(ax)
             _shorten_labels(fig, params, stem.startswith("parallel_coordinate"))
             path = plot_dir / f"{stem}.png"
-            fig.savefig(path, dpi=110, bbox_inches="tight")
+            tmp = plot_dir / f".{stem}.{os.getpid()}.tmp.png"
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+            os.replace(tmp, path)
             plt.close(fig)
             saved.append(path)
         except Exception as exc:  # e.g. too few trials for importance: skip, say why

@@ -1,23 +1,26 @@
-"""Durable studies: where they live, resuming them, and what counts as a finished trial.
+"""Durable, shared studies: where they live, resuming them, and what counts as finished.
 
 A study is stored with Optuna's RDB storage in the embedded store's database by default
 (`sparsey.db` in the launch directory, next to `experiments`) or at any SQLAlchemy URL
-(PostgreSQL for shared or parallel sweeps). Rerunning the same command resumes the study:
-`hpo.n_trials` is the study's total, so only the missing trials run.
+(PostgreSQL for a study shared by many workers). Rerunning the same command resumes the
+study: `hpo.n_trials` is the study's total, so only the missing trials run.
 
-A trial left RUNNING by a process that died (SIGKILL, power cut) is recovered: its point is
-enqueued again (`retry_of`), then it is marked FAILED and not counted, so no point is lost
-and none is counted twice. A trial is known dead when its worker process on this host is
-gone, or when its heartbeat (refreshed while it runs) is older than `hpo.stale_after_s`.
+Each running trial has an Optuna heartbeat. A trial whose heartbeat stops for
+`hpo.grace_period_s` (its worker died: SIGKILL, a lost node, a power cut) is failed by the
+next worker that looks, and Optuna's retry callback queues its point again; that failed
+trial is then not counted, so no point is lost and none is counted twice. On the worker's
+own host a dead process is seen at once (`hpo.local_pid_check`), without the grace period.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import os
 import socket
 import threading
-import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,18 @@ def anchor_sqlite(url: str, launch_dir: Path) -> str:
         rel = url.removeprefix("sqlite:///")
         if rel and rel != ":memory:" and not rel.startswith("file:"):
             return f"sqlite:///{(launch_dir / rel).resolve()}"
+    return url
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://…` means psycopg 3 (installed with this project) unless psycopg2 is
+    there: SQLAlchemy's default PostgreSQL driver is psycopg2."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
@@ -70,33 +85,58 @@ def shown_url(url: str) -> str:
         return "<unparsable URL>"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage; SQLite waits for other writers (trials share the file)."""
+def retry_callback(max_retry: int) -> Any:
+    """Optuna's retry callback (renamed in optuna 4.9; both names are supported)."""
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if cls is None:
+        cls = optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(max_retry=max_retry)
+
+
+def open_storage(url: str, heartbeat_interval_s: int = 10, grace_period_s: int = 60,
+                 max_retry: int = 3) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats and the retry callback; SQLite waits for other
+    writers (workers share the file)."""
     sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = ({"connect_args": {"timeout": 30}} if sqlite
+    engine: dict[str, Any] = ({"connect_args": {"timeout": 60}} if sqlite
                               else {"pool_pre_ping": True})
     if sqlite:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+    callback_kw = ("heartbeat_stale_trial_callback"
+                   if "heartbeat_stale_trial_callback"
+                   in inspect.signature(optuna.storages.RDBStorage).parameters
+                   else "failed_trial_callback")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna
+            return optuna.storages.RDBStorage(
+                with_driver(url), engine_kwargs=engine, heartbeat_interval=heartbeat_interval_s,
+                grace_period=grace_period_s, **{callback_kw: retry_callback(max_retry)})
     except ImportError as exc:
         raise SparseyConfigError(
             f"hpo.storage: cannot open '{shown_url(url)}': database driver not installed "
-            f"({exc}); for PostgreSQL pip install 'sparsey-hydra[postgresql]'") from None
+            f"({exc}); PostgreSQL URLs use psycopg: postgresql+psycopg://user@host/db"
+        ) from None
     except Exception as exc:  # driver / SQLAlchemy errors: first line only
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise SparseyConfigError(
             f"hpo.storage: cannot open '{shown_url(url)}': {reason}; use a reachable "
-            "SQLAlchemy URL such as sqlite:///sparsey.db") from None
+            "SQLAlchemy URL such as sqlite:///sparsey.db or "
+            "postgresql+psycopg://user@host:5432/db") from None
 
 
 def load_study(storage: optuna.storages.RDBStorage, name: str, directions: list[str],
                spec: dict[str, Any]) -> optuna.Study:
     """Create the study or load it; a rerun must keep its directions and objective."""
-    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
-                                load_if_exists=True)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions,
+                                    load_if_exists=True)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+        study = optuna.load_study(storage=storage, study_name=name)
     had = [d.name.lower() for d in study.directions]
     if had != directions:
         raise SparseyConfigError(
@@ -115,17 +155,19 @@ def load_study(storage: optuna.storages.RDBStorage, name: str, directions: list[
 
 # -- progress and recovery -------------------------------------------------------------------
 
-def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    return {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Trials whose point was queued again by the retry callback (they do not count)."""
+    return {int(n) for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
-def counts(trials: list[FrozenTrial]) -> tuple[int, int]:
-    """(finished, running): finished are COMPLETE, PRUNED and FAILED trials that were not
-    interrupted-and-retried; running are trials some live worker is on."""
+def counts(trials: list[FrozenTrial]) -> tuple[int, int, int]:
+    """(finished, running, waiting): finished are COMPLETE, PRUNED and FAILED trials that were
+    not retried; running are trials some worker is on; waiting are queued points."""
     retried = retried_numbers(trials)
     finished = sum(1 for t in trials if t.state in FINISHED and t.number not in retried)
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
-    return finished, running
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return finished, running, waiting
 
 
 def worker_id() -> dict[str, Any]:
@@ -146,43 +188,66 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def is_stale(trial: FrozenTrial, now: float, stale_after_s: float) -> bool:
+def local_dead(trial: FrozenTrial) -> bool:
+    """A RUNNING trial whose worker process ran on this host and is gone."""
     worker = trial.user_attrs.get("worker") or {}
-    if worker.get("host") == socket.gethostname() and worker.get("pid") is not None:
-        if int(worker["pid"]) != os.getpid() and not _pid_alive(int(worker["pid"])):
-            return True
-    beat = trial.user_attrs.get("heartbeat")
-    if beat is None and trial.datetime_start is not None:
-        beat = trial.datetime_start.timestamp()
-    return beat is not None and now - float(beat) > stale_after_s
+    if worker.get("host") != socket.gethostname() or worker.get("pid") is None:
+        return False
+    pid = int(worker["pid"])
+    return pid != os.getpid() and not _pid_alive(pid)
 
 
-def recover_interrupted(study: optuna.Study, stale_after_s: float) -> list[int]:
-    """Re-enqueue the points of dead workers' trials, then mark those trials FAILED."""
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
-    now = time.time()
-    recovered = []
-    for t in trials:
-        if t.state != TrialState.RUNNING or not is_stale(t, now, stale_after_s):
-            continue
-        if t.number not in retried:  # enqueue first: a crash in between loses nothing
-            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
-        try:
-            tell(study, t.number, state=TrialState.FAIL)
-        except (RuntimeError, ValueError):
-            continue  # another worker finished or recovered it meanwhile
-        recovered.append(t.number)
-    return recovered
+def fail_dead_trials(study: optuna.Study, local_pid_check: bool) -> list[int]:
+    """Fail the RUNNING trials of dead workers and queue their points again (Optuna's
+    `fail_stale_trials` with the storage's retry callback); their numbers."""
+    storage = study._storage
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if not running:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)  # heartbeat older than the grace period
+        callback = _callback(storage)
+        for t in running if local_pid_check else []:
+            if not local_dead(t):
+                continue
+            try:
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker failed or finished it meanwhile
+            if callback is not None:
+                callback(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+    now = {t.number: t for t in study.get_trials(deepcopy=False)}
+    return [t.number for t in running if now[t.number].state == TrialState.FAIL
+            and "error" not in now[t.number].user_attrs]
+
+
+def _callback(storage: Any) -> Any:
+    """The storage's retry callback (`failed_trial_callback` before optuna 4.9)."""
+    return (getattr(storage, "heartbeat_stale_trial_callback", None)
+            or getattr(storage, "failed_trial_callback", None))
+
+
+def give_back(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
+    """An interrupted trial (Ctrl-C): FAILED, and its point queued again by the callback."""
+    trial.set_user_attr("interrupted", why)
+    frozen = tell(study, trial, state=TrialState.FAIL)
+    callback = _callback(study._storage)
+    if callback is not None and frozen.state == TrialState.FAIL:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            callback(study, copy.deepcopy(frozen))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, values: Any = None,
          state: TrialState | None = None) -> FrozenTrial:
-    """`study.tell` outside `optimize`: the grid sampler's "grid exhausted" `study.stop()`
-    raises there after the result is stored, which only means the grid is done."""
+    """`study.tell` outside `optimize`. The grid sampler's "grid exhausted" `study.stop()`
+    raises there after the result is stored, which only means the grid is done; a trial
+    another worker already failed (its heartbeat was late) keeps that state."""
     number = trial if isinstance(trial, int) else trial.number
     try:
-        return study.tell(trial, values, state=state)
+        return study.tell(trial, values, state=state, skip_if_finished=True)
     except RuntimeError as exc:
         if "Study.stop" not in str(exc):
             raise
@@ -190,26 +255,34 @@ def tell(study: optuna.Study, trial: optuna.Trial | int, values: Any = None,
 
 
 class Heartbeat:
-    """Refreshes a running trial's `heartbeat` attribute so other workers see it is alive."""
+    """Optuna heartbeats for the trials this worker runs, from one thread.
 
-    def __init__(self, trial: optuna.Trial, interval_s: float) -> None:
-        self._trial = trial
+    The heartbeat is what tells other workers (on any machine) that these trials are alive.
+    """
+
+    def __init__(self, storage: Any, trials: list[optuna.Trial], interval_s: float) -> None:
+        self._storage = storage
+        self._ids = [t._trial_id for t in trials]
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
 
+    def beat(self) -> None:
+        for trial_id in self._ids:
+            try:
+                self._storage.record_heartbeat(trial_id)
+            except Exception:
+                pass  # a missed beat only matters after the grace period
+
     def __enter__(self) -> Heartbeat:
-        self._trial.set_user_attr("heartbeat", time.time())
+        self.beat()
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._trial.set_user_attr("heartbeat", time.time())
-            except Exception:
-                pass  # a missed beat only matters after stale_after_s
+            self.beat()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=10)

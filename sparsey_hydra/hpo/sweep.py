@@ -1,17 +1,24 @@
-"""The sweep loop behind `sparsey -m hpo=NAME`: ask Optuna, launch a Hydra job, tell Optuna.
+"""The sweep loop behind `sparsey -m hpo=NAME`: claim trials, launch Hydra jobs, tell Optuna.
 
-One trial at a time through Hydra's launcher, so each trial is an ordinary `sparsey` job
-(own output dir, `.hydra/` config, W&B run, `experiments` row) whose task function returns
-the objective. A trial that raises — bad sampled values included — is told FAILED with its
-error and the sweep goes on; only a bad study (the `hpo` block itself) stops it up front.
+Each trial is an ordinary `sparsey` job (own output dir, `.hydra/` config, W&B run,
+`experiments` row) whose task function returns the objective. Trials are launched through
+Hydra's launcher in batches of `hpo.n_jobs`: one at a time in-process (basic launcher), in
+parallel worker processes (`hydra/launcher=joblib`) or as cluster jobs
+(`hydra/launcher=submitit_slurm`, `submitit_local`). Several `sparsey -m hpo=…` processes
+with the same study name and storage cooperate: they claim trials under the study lock, so
+the study gets exactly `hpo.n_trials` of them, and a worker stays until the trials of the
+others are done (it retries those whose worker dies). A trial that raises — bad sampled
+values included — is told FAILED with its error and the sweep goes on; only a bad study (the
+`hpo` block itself) stops it up front.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,7 @@ from optuna.trial import TrialState
 
 from sparsey_hydra.errors import SparseyConfigError
 from sparsey_hydra.hpo.config import HpoConfig, validate_hpo
+from sparsey_hydra.hpo.lock import StudyLock
 from sparsey_hydra.hpo.report import final_report, trial_line
 from sparsey_hydra.hpo.samplers import grid_size, make_sampler
 from sparsey_hydra.hpo.space import (
@@ -37,13 +45,20 @@ from sparsey_hydra.hpo.study import (
     anchor_sqlite,
     counts,
     default_storage,
+    fail_dead_trials,
+    give_back,
     load_study,
     open_storage,
-    recover_interrupted,
     shown_url,
     tell,
     worker_id,
 )
+from sparsey_hydra.hpo.trial_task import trial_log
+
+# Launchers log every job's full override list; the [hpo] line replaces it.
+_LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                     "hydra_plugins.hydra_joblib_launcher._core",
+                     "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
 
 
 def _say(line: str) -> None:
@@ -51,7 +66,7 @@ def _say(line: str) -> None:
 
 
 class StudySweep:
-    """One invocation of a study: resumes it and runs the trials it is still missing."""
+    """One worker of a study: resumes it and runs trials until it has all it needs."""
 
     def __init__(self, config: DictConfig, launcher: Any) -> None:
         self.config = config
@@ -90,31 +105,32 @@ class StudySweep:
             if size < self.total:
                 _say(f"[hpo] grid of {size} points: running {size} trials, not {self.total}")
                 self.total = size
+        self.n_jobs = self.hpo.n_jobs or _launcher_jobs(self.config)
         url = (anchor_sqlite(self.hpo.storage, self.launch_dir) if self.hpo.storage
                else default_storage(self.system, self.launch_dir))
         self.storage_shown = shown_url(url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = load_study(open_storage(url), self.hpo.study_name, self.hpo.directions,
+        self.storage = open_storage(url, self.hpo.heartbeat_interval_s,
+                                    self.hpo.grace_period_s, self.hpo.max_retry)
+        self.study = load_study(self.storage, self.hpo.study_name, self.hpo.directions,
                                 self.hpo.objective_spec())
-        # Offset by the trials already there, so a resumed study does not replay its samples.
-        n_before = len(self.study.get_trials(deepcopy=False))
-        seed = None if self.hpo.seed is None else self.hpo.seed + n_before
-        self.study.sampler = make_sampler(self.hpo.strategy, seed, space,
-                                          self.hpo.sampler_kwargs)
         self.out_dir = (self.launch_dir / self.hpo.output_dir / self.hpo.study_name).resolve()
-        self.log_dir = self.launch_dir / str(self.config.hydra.sweep.dir)
-        # The basic launcher logs every job's full override list; the [hpo] line replaces it.
-        logging.getLogger("hydra._internal.core_plugins.basic_launcher").setLevel(logging.WARNING)
+        self.sweep_dir = str(self.config.hydra.sweep.dir)
+        self.log_dir = self.launch_dir / self.sweep_dir
+        for name in _LAUNCHER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def _open_hpo_run(self) -> None:
-        """The `hpo_runs` row this invocation's trials (experiments) are linked to."""
+        """The `hpo_runs` row this worker's trials (experiments) are linked to."""
         from sparsey_hydra.stores.store_set import open_stores
+        from sparsey_hydra.tracking.secrets import redact
 
         self.stores = open_stores(self.system, self.registry, self.launch_dir)
         self.hpo_run = self.stores.start_hpo_run(
             self.hpo.study_name,
-            {"hpo": self.hpo_tree, "overrides": self.fixed, "storage": self.storage_shown,
-             "study": self.hpo.study_name})
+            redact({"hpo": self.hpo_tree, "overrides": self.fixed,
+                    "storage": self.storage_shown, "study": self.hpo.study_name,
+                    "worker": worker_id(), "n_jobs": self.n_jobs}))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -126,14 +142,14 @@ class StudySweep:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
         os.environ["WANDB_RUN_GROUP"] = self.hpo.study_name  # W&B runs grouped by study
-        finished, _ = counts(self.study.get_trials(deepcopy=False))
+        finished, running, _ = counts(self.study.get_trials(deepcopy=False))
         _say(f"[hpo] study '{self.hpo.study_name}' ({self.hpo.strategy}, "
              f"{'/'.join(self.hpo.directions)}) in {self.storage_shown}: "
-             f"{finished}/{self.total} trials finished; each trial's output: "
-             f"{self.log_dir}/trial-<number>.log")
+             f"{finished}/{self.total} trials finished"
+             f"{f', {running} running elsewhere' if running else ''}; "
+             f"{self.n_jobs} at a time; each trial's output: {self.log_dir}/trial-<number>.log")
         try:
-            while self._run_one():
-                pass
+            self._loop()
             summary = final_report(self.study, self.out_dir, self.storage_shown,
                                    list(self.space), self.hpo.plots, _say,
                                    objective_names(self.hpo))
@@ -150,35 +166,74 @@ class StudySweep:
             sys.exit(1)
         return summary
 
-    def _run_one(self) -> bool:
-        """Run the next missing trial; False when the study has all it needs."""
-        recovered = recover_interrupted(self.study, self.hpo.stale_after_s)
-        if recovered:
-            _say(f"[hpo] trial(s) {recovered} were interrupted (their process died); "
-                 "their points are queued again")
-            self._close_dead_records(recovered)
-        finished, running = counts(self.study.get_trials(deepcopy=False))
-        if finished + running >= self.total:
-            return False
-        trial = self.study.ask(fixed_distributions=self.space)
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("hpo_run", {k: v for k, v in self.hpo_run.items() if v is not None})
+    def _loop(self) -> None:
+        """Claim and run batches; when none is left, wait for the other workers' trials."""
+        waiting_said = False
+        poll = max(0.5, min(5.0, self.hpo.heartbeat_interval_s / 2))
+        while True:
+            batch = self._claim()
+            if batch:
+                self._run_batch(batch)
+                waiting_said = False
+                continue
+            finished, running, waiting = counts(self.study.get_trials(deepcopy=False))
+            if running == 0 and waiting == 0:
+                return
+            if not waiting_said:
+                _say(f"[hpo] {finished}/{self.total} finished; waiting for {running} trial(s) "
+                     "of other workers (a dead worker's trial is retried here)")
+                waiting_said = True
+            time.sleep(poll)
+
+    def _claim(self) -> list[optuna.Trial]:
+        """Up to n_jobs trials for this worker: queued points first, then new ones, never
+        more than the study still needs (counted and asked under the study lock)."""
+        with StudyLock(self.storage, self.hpo.study_name):
+            recovered = fail_dead_trials(self.study, self.hpo.local_pid_check)
+            if recovered:
+                _say(f"[hpo] trial(s) {recovered} lost their worker (no heartbeat or process "
+                     "gone); failed, and their points are queued again")
+                self._close_dead_records(recovered)
+            trials = self.study.get_trials(deepcopy=False)
+            finished, running, waiting = counts(trials)
+            room = max(self.total - finished - running, waiting)
+            batch = []
+            for _ in range(min(self.n_jobs, room)):
+                # Seeded by trial number: reproducible with one worker, and workers sharing
+                # a seed do not sample the same points.
+                seed = None if self.hpo.seed is None else self.hpo.seed + len(trials) + len(batch)
+                self.study.sampler = make_sampler(self.hpo.strategy, seed, self.space,
+                                                  self.hpo.sampler_kwargs)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "heartbeat is meant for optimize()"
+                    trial = self.study.ask(fixed_distributions=self.space)
+                trial.set_user_attr("worker", worker_id())
+                trial.set_user_attr("hpo_run",
+                                    {k: v for k, v in self.hpo_run.items() if v is not None})
+                self.storage.record_heartbeat(trial._trial_id)  # alive from the first moment
+                batch.append(trial)
+            return batch
+
+    def _run_batch(self, batch: list[optuna.Trial]) -> None:
         try:
-            with Heartbeat(trial, max(5.0, self.hpo.stale_after_s / 5)):
-                values, error, ret = self._launch(trial)
-        except BaseException:  # Ctrl-C: give the point back and leave the trial FAILED
-            self.study.enqueue_trial(dict(trial.params),
-                                     user_attrs={"retry_of": trial.number})
-            tell(self.study, trial, state=TrialState.FAIL)
+            with Heartbeat(self.storage, batch, self.hpo.heartbeat_interval_s):
+                results = self._launch(batch)
+        except BaseException:  # Ctrl-C: give the points back and leave the trials FAILED
+            for trial in batch:
+                give_back(self.study, trial, "the sweep was interrupted")
             raise
-        self._record(trial, ret)
-        if error is None:
-            frozen = tell(self.study, trial, values)
-        else:
-            trial.set_user_attr("error", error)
-            frozen = tell(self.study, trial, state=TrialState.FAIL)
-        _say(trial_line(finished + 1, self.total, frozen, self.study))
-        return True
+        for trial, (values, error, ret) in zip(batch, results, strict=True):
+            self._record(trial, ret)
+            if error is None:
+                frozen = tell(self.study, trial, values)
+            else:
+                trial.set_user_attr("error", error)
+                frozen = tell(self.study, trial, state=TrialState.FAIL)
+            if error is None and frozen.state != TrialState.COMPLETE:
+                _say(f"[hpo] trial {trial.number}: another worker had failed it meanwhile "
+                     "(heartbeat late); its point was retried there, this result is dropped")
+            finished, _, _ = counts(self.study.get_trials(deepcopy=False))
+            _say(trial_line(finished, self.total, frozen, self.study))
 
     def _close_dead_records(self, numbers: list[int]) -> None:
         """Mark the dead invocation's `experiments` and `hpo_runs` rows failed (best effort:
@@ -207,28 +262,29 @@ class StudySweep:
         return [*self.fixed, *trial_overrides(trial.params, self.written),
                 f"++hpo.trial={_dict_value(info)}"]
 
-    def _launch(self, trial: optuna.Trial) -> tuple[Any, str | None, Any]:
-        """(values, error, job return): composing or running the job may fail; both are the
-        trial's failure, never the sweep's."""
+    def _launch(self, batch: list[optuna.Trial]) -> list[tuple[Any, str | None, Any]]:
+        """(values, error, job return) per trial: composing or running a job may fail; that
+        is the trials' failure, never the sweep's."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"trial-{trial.number:04d}.log"
-        try:  # the job's own printout (summary table) goes to its log; the [hpo] line stays
-            with open(log, "w") as fh, contextlib.redirect_stdout(fh):
-                returns = self.launcher.launch([self._overrides(trial)],
-                                               initial_job_idx=self.job_idx)
-        except Exception as exc:  # the sampled overrides could not be composed
-            return None, _one_line(exc), None
-        finally:
-            self.job_idx += 1
-        ret = returns[0]
-        if ret.status != JobStatus.COMPLETED:  # the task raised: the exception is the value
-            return None, _one_line(getattr(ret, "_return_value", None) or
-                                   RuntimeError("the trial failed")), ret
-        value = ret.return_value
         try:
-            return _values(value, len(self.hpo.directions)), None, ret
-        except ValueError as exc:
-            return None, str(exc), ret
+            returns = self.launcher.launch([self._overrides(t) for t in batch],
+                                           initial_job_idx=self.job_idx)
+        except Exception as exc:  # the sampled overrides could not be composed, a job died
+            return [(None, _one_line(exc), None) for _ in batch]
+        finally:
+            self.job_idx += len(batch)
+        out = []
+        for trial, ret in zip(batch, returns, strict=True):
+            log = trial_log(str(self.launch_dir), self.sweep_dir, trial.number)
+            if ret.status != JobStatus.COMPLETED:  # the task raised: the exception is the value
+                out.append((None, _one_line(getattr(ret, "_return_value", None) or
+                                            RuntimeError(f"the trial failed; see {log}")), ret))
+                continue
+            try:
+                out.append((_values(ret.return_value, len(self.hpo.directions)), None, ret))
+            except ValueError as exc:
+                out.append((None, str(exc), ret))
+        return out
 
     def _record(self, trial: optuna.Trial, ret: Any) -> None:
         """Keep with the trial what its best-config YAML and the store need later."""
@@ -257,6 +313,15 @@ class StudySweep:
             if info.get("number") == trial.number:
                 return row
         return None
+
+
+def _launcher_jobs(config: DictConfig) -> int:
+    """Batch size when `hpo.n_jobs` is null: the joblib launcher's n_jobs (-1 = every CPU),
+    else one trial at a time."""
+    n = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if isinstance(n, int) and n != 0:
+        return n if n > 0 else max(1, (os.cpu_count() or 1) + 1 + n)
+    return 1
 
 
 def objective_names(hpo: HpoConfig) -> list[str]:
