@@ -19,7 +19,8 @@ def _fmt(v: Any) -> str:
 def _print_metrics(summary: dict[str, Any], console: Console) -> None:
     """Every configured metric per layer and phase: the mean over frames of its per-frame
     layer value (— where it is undefined, e.g. match_accuracy in training)."""
-    names = list(dict.fromkeys(n for p in ("train", "eval") for n in summary[p]["metrics"]))
+    names = list(dict.fromkeys([*summary.get("configured_metrics", []),
+                                *(n for p in ("train", "eval") for n in summary[p]["metrics"])]))
     if not names:
         return
     n_layers = len(summary["layers"])

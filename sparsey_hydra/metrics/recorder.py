@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from rich.markup import escape
 
 from sparsey_hydra.core.sparsey_layer import LayerOutput
 from sparsey_hydra.metrics.base import Metric, Phase, Reduction
@@ -307,7 +308,8 @@ class MetricRecorder:
                 if self.print_values:
                     shown = ", ".join(f"{k}={[None if x is None else round(x, 4) for x in v]}"
                                       for k, v in values.items())
-                    self.print_values(f"[{phase} {step}] {shown}")
+                    # escaped: rich would read "[train 3]" as a style tag and drop it
+                    self.print_values(escape(f"[{phase} {step}] {shown}"))
 
     @staticmethod
     def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -342,9 +344,17 @@ class MetricRecorder:
             if ell < len(sizes):
                 row["basis_set_mean"] = float(sizes[ell].float().mean())
                 row["basis_set_max"] = int(sizes[ell].max())
-            else:
+            elif self.stats["train"].frames:
                 row["basis_set_mean"], row["basis_set_max"] = 0.0, 0
+            else:  # nothing learned in this run (evaluate): undefined, not a fake 0
+                row["basis_set_mean"], row["basis_set_max"] = None, None
             out["layers"].append(row)
+        # every configured metric (and its extra series), also those undefined in both
+        # phases of this run, so the end-of-run table lists each one
+        own = [m.name for m in self.metrics]
+        names = [n for name in own
+                 for n in [name, *(e for e in self._meta if e not in own and e.startswith(name))]]
+        out["configured_metrics"] = list(dict.fromkeys([*names, *self._meta]))
         for phase, st in self.stats.items():
             out[phase] = {"frames": st.frames, "seconds": st.seconds,
                           "frames_per_second": st.frames / st.seconds if st.seconds else None,
