@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import build_model, layer_params, random_images
 
@@ -30,9 +31,10 @@ def test_13_match_accuracy_is_one_after_training_on_the_item():
         assert torch.equal(s[o.active], torch.ones_like(s[o.active]))
 
 
-def test_13_disjoint_inputs_give_sisc_zero():
+@pytest.mark.parametrize("method", ["cosine", "pearson"])
+def test_13_disjoint_inputs_give_sisc_zero(method):
     model = _two_layer()
-    sisc = SiscAdherence(SiscAdherenceParams())
+    sisc = SiscAdherence(SiscAdherenceParams(method=method))
     top = torch.zeros(1, 8, 8)
     top[0, :3, :] = 1
     bottom = torch.zeros(1, 8, 8)
