@@ -238,19 +238,21 @@ def sisc(method: str) -> SiscAdherence:
     return metric
 
 
-@pytest.mark.parametrize("method, expected", [
-    # s_in = (2/3, 1/2, 1/4); E's code [0,1] vs A, B, C: s_code = (1, 1/3, 0)
-    # cosine: (2/3 + 1/6) / (√(10/9)·√(109/144)) = 30/√1090
-    ("cosine", 30 / math.sqrt(1090)),
-    # Pearson: centred s_code = (5, −1, −4)/9, s_in = (7, 1, −8)/36 → 66/√(42·114)
-    ("pearson", 66 / math.sqrt(42 * 114)),
-])
-def test_sisc_adherence_by_hand(method: str, expected: float) -> None:
+# s_in = (2/3, 1/2, 1/4); E's code [0,1] vs A, B, C: s_code = (1, 1/3, 0)
+# cosine: (2/3 + 1/6) / (√(10/9)·√(109/144)) = 30/√1090
+# Pearson: centred s_code = (5, −1, −4)/9, s_in = (7, 1, −8)/36 → 66/√(42·114)
+BY_HAND = {"cosine": 30 / math.sqrt(1090), "pearson": 66 / math.sqrt(42 * 114)}
+
+
+@pytest.mark.parametrize("method, other", [("cosine", "pearson"), ("pearson", "cosine")])
+def test_sisc_adherence_by_hand(method: str, other: str) -> None:
     metric = sisc(method)
     close(metric.compute(single([[0, 0]]), E, "eval")[0], [[0, 0]])  # 𝒮 empty → 0
     trained(metric)
     # MAC 1 is inactive everywhere: its s_code is all 0 → 0
-    close(metric.compute(single([[0, 1]]), E, "eval")[0], [[expected, 0]])
+    close(metric.compute(single([[0, 1]]), E, "eval")[0], [[BY_HAND[method], 0]])
+    # the other method is reported beside it, from the same vectors
+    close(metric.extras()[f"sisc_adherence_{other}"][0], [[BY_HAND[other], 0]])
 
 
 def test_sisc_in_training_scores_a_frame_before_it_joins_the_memory() -> None:

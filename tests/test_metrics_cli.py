@@ -68,6 +68,8 @@ def test_all_metrics_are_stored_at_mac_resolution(trained: Path) -> None:
             for mac in (False, True):
                 assert ((phase, name, mac) in found) == defined, (phase, name, mac)
     assert found[("train", "feature_coverage_union", False)] > 0
+    # all_metrics picks Pearson for SISC; sparseypy's cosine is logged beside it, per MAC
+    assert found[("eval", "sisc_adherence_cosine", True)] > 0
     # the summary keeps every metric per layer for both phases (None where undefined)
     summary = exp["summary"]
     assert summary["train"]["frames"] == 120 and summary["eval"]["frames"] == 30

@@ -3,8 +3,10 @@
 Against the stored training items 𝒮: s_in[b] = (J(x_b, x̃_s))_s and
 s_code[ℓ, b, m] = (J(y_{ℓ,b,m}, ỹ_{ℓ,s,m}))_s. `method: cosine` is sparseypy's
 ⟨s_code, s_in⟩ / max(‖s_code‖·‖s_in‖, 1e−8), which is ≥ 0 and scale-blind; `method: pearson`
-centres both vectors first, so it tests "more similar input → more similar code". The value is
-0 while 𝒮 is empty; in training a frame is scored before it joins 𝒮. Both phases.
+centres both vectors first, so it tests "more similar input → more similar code". The other
+method is logged beside it as `sisc_adherence_<other>` (the spec asks for both; they share
+every sum). The value is 0 while 𝒮 is empty; in training a frame is scored before it joins 𝒮.
+Both phases.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class SiscAdherence(Metric):
     def __init__(self, params: SiscAdherenceParams) -> None:
         super().__init__(params)
         self.memory = shared_memory(None, params.approximation_batch_size)
+        self.other = "cosine" if params.method == "pearson" else "pearson"
+        self._other: list[torch.Tensor] = []
+
+    def extras(self) -> dict[str, list[torch.Tensor]]:
+        return {f"{self.name}_{self.other}": self._other}
 
     def bind(self, model: SparseyModel, shared: dict[str, Any] | None = None) -> None:
         self.memory = shared_memory(shared, self.params.approximation_batch_size, model.seed)
@@ -63,7 +70,9 @@ class SiscAdherence(Metric):
         causal = phase == "train" and b > 1
         if n_stored == 0 and not causal:  # 𝒮 is empty
             result = [torch.zeros(o.active.shape, device=device) for o in outs]
+            self._other = [r.clone() for r in result]
         else:
+            self._other = []
             parts = []
             if n_stored:
                 s_in = input_jaccard(x, stored_x, self.memory.input_sizes[:n_stored])
@@ -86,19 +95,21 @@ class SiscAdherence(Metric):
                     j = code_jaccard_matrix(o.codes, o.codes, k) * earlier
                     sums += _sums(j, s_in_batch)
                     n += earlier.sum(1, keepdim=True).double()
-                result.append(self._score(sums, sum_i, sum_ii, n))
+                result.append(self._score(sums, sum_i, sum_ii, n, self.params.method))
+                self._other.append(self._score(sums, sum_i, sum_ii, n, self.other))
         if phase == "train":
             self.memory.add(images, outs)  # joins 𝒮 after it was scored
         return result
 
-    def _score(self, sums: torch.Tensor, sum_i: torch.Tensor, sum_ii: torch.Tensor,
-               n: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _score(sums: torch.Tensor, sum_i: torch.Tensor, sum_ii: torch.Tensor,
+               n: torch.Tensor, method: str) -> torch.Tensor:
         """Cosine or Pearson from the sums over the stored entries (B×M; 0 where 𝒮 is empty).
 
         Masked-out entries are 0 in both vectors, so they add nothing to any sum.
         """
         sum_c, sum_cc, dot = sums
-        if self.params.method == "pearson":
+        if method == "pearson":
             nn = n.clamp(min=1)
             dot = dot - sum_c * sum_i / nn
             sum_cc = (sum_cc - sum_c * sum_c / nn).clamp(min=0)
