@@ -3,13 +3,16 @@
 # MAC count and neurons per CM (2 CMs per MAC, random search, as in the README), on the embedded
 # digits, then basis-set size drawn against receptive-field radius.
 #
-#   bash examples/basis_set_growth/run.sh [WORK_DIR] [N_TRIALS]
+#   bash examples/basis_set_growth/run.sh [WORK_DIR] [N_TRIALS] [OVERRIDE...]
 #
+# Extra overrides go to every trial, e.g. dataset.limit=300 for a quick look, or
+# hydra/launcher=joblib hydra.launcher.n_jobs=4 to run four trials at a time.
 # Rerunning resumes the study (same study name): only missing trials run.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="${1:-$PWD/bsg_run}"
 N_TRIALS="${2:-60}"
+shift $(( $# < 2 ? $# : 2 ))
 mkdir -p "$WORK" && cd "$WORK"
 
 # The README's space: 2 CMs per MAC, 4 or 9 MACs, 2..10 neurons per CM, a set of radii (ours
@@ -24,7 +27,7 @@ sparsey -m hpo=basis_set_growth \
   'network.layers.0.receptive_field_radius=choice(0.2,0.3,0.5,0.75,1.0,1.5)' \
   ++network.layers.0.sigmoid_lambda=28.0 ++network.layers.0.sigmoid_phi=0.5 \
   ++network.layers.0.sigmoid_chi=100.0 ++network.layers.0.min_familiarity=0.1 \
-  system.wandb.mode="${WANDB_MODE:-offline}"
+  system.wandb.mode="${WANDB_MODE:-offline}" "$@"
 
 python "$HERE/plot_radius.py" --db sparsey.db --study readme_basis_set \
   --out "$WORK/basis_set_vs_radius.png"

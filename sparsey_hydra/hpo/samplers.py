@@ -24,8 +24,10 @@ def make_sampler(strategy: str, seed: int | None, space: dict[str, BaseDistribut
                  kwargs: dict[str, Any]) -> optuna.samplers.BaseSampler:
     """random | grid | tpe (bayesian) | cmaes | nsga2, all seeded.
 
-    The seed passed here is the study seed offset by the number of trials already in the
-    study (see `sweep`), so a resumed study does not replay the first run's samples.
+    The sweep creates the sampler for each trial it claims, seeded with the study seed plus
+    the number of trials already in the study (the grid: the study seed, which orders the
+    grid), so a resumed or shared study does not replay samples; every sampler here keeps its
+    state in the study's storage, so re-creating it loses nothing.
     """
     kwargs = dict(kwargs)
     try:

@@ -187,8 +187,10 @@ def grid_values(dist: BaseDistribution, key: str) -> list[Any]:
         "or a range with a step (e.g. {type: float, low: 0.1, high: 0.5, step: 0.1})")
 
 
-def check_keys(space: dict[str, BaseDistribution], config: DictConfig, registry: Any) -> None:
-    """Every searched key must exist, or be a layer parameter the layer's component knows."""
+def check_keys(space: dict[str, BaseDistribution], config: DictConfig, registry: Any,
+               prefix: str = "hpo.params.") -> None:
+    """Every searched key must exist, or be a layer parameter the layer's component knows;
+    errors name the key as written (`hpo.params.KEY`, or a command-line sweep's KEY)."""
     for key in space:
         if OmegaConf.select(config, key, default=_Missing) is not _Missing:
             continue
@@ -198,17 +200,17 @@ def check_keys(space: dict[str, BaseDistribution], config: DictConfig, registry:
             layers = OmegaConf.select(config, "network.layers", default=None) or []
             if index >= len(layers):
                 raise SparseyConfigError(
-                    f"hpo.params.{key}: the network defines {len(layers)} layers "
+                    f"{prefix}{key}: the network defines {len(layers)} layers "
                     f"(indices 0..{len(layers) - 1})")
             name = layers[index].get("name", "sparsey")
             fields = registry.get("layer", name, key=f"network.layers.{index}.name").params
             if field in fields.model_fields:
                 continue
             raise SparseyConfigError(
-                f"hpo.params.{key}: layer '{name}' has no parameter '{field}'; known: "
+                f"{prefix}{key}: layer '{name}' has no parameter '{field}'; known: "
                 f"{', '.join(sorted(fields.model_fields))}")
         raise SparseyConfigError(
-            f"hpo.params.{key}: no such key in the composed config; check the spelling "
+            f"{prefix}{key}: no such key in the composed config; check the spelling "
             "(e.g. network.layers.0.num_macs, trainer.num_epochs)")
 
 

@@ -224,9 +224,13 @@ def fail_dead_trials(study: optuna.Study, local_pid_check: bool) -> list[int]:
 
 
 def _callback(storage: Any) -> Any:
-    """The storage's retry callback (`failed_trial_callback` before optuna 4.9)."""
-    return (getattr(storage, "heartbeat_stale_trial_callback", None)
-            or getattr(storage, "failed_trial_callback", None))
+    """The storage's retry callback (`get_failed_trial_callback` before optuna 4.9); the
+    study's storage is Optuna's caching wrapper, which only forwards the getter."""
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None) or getattr(
+        storage, "get_failed_trial_callback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getter() if getter is not None else None
 
 
 def give_back(study: optuna.Study, trial: optuna.Trial, why: str) -> None:

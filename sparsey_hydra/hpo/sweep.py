@@ -91,6 +91,11 @@ class StudySweep:
         space = build_space(self.hpo.params)
         check_keys(space, self.config, self.registry)
         cli_space, self.written, self.fixed = split_arguments(arguments)
+        check_keys(cli_space, self.config, self.registry, prefix="")
+        for key in cli_space:  # a layer parameter the network file leaves at its default
+            if OmegaConf.select(self.config, key, default=None) is None \
+                    and not self.written[key].startswith("+"):
+                self.written[key] = "++" + key
         space.update(cli_space)  # `key=choice(…)` / `key=a,b` on the command line re-ranges
         for key in fixed_keys(self.fixed):
             space.pop(key, None)  # `key=value` on the command line fixes a searched key
@@ -200,8 +205,11 @@ class StudySweep:
             batch = []
             for _ in range(min(self.n_jobs, room)):
                 # Seeded by trial number: reproducible with one worker, and workers sharing
-                # a seed do not sample the same points.
-                seed = None if self.hpo.seed is None else self.hpo.seed + len(trials) + len(batch)
+                # a seed do not sample the same points. The grid sampler's seed shuffles the
+                # grid itself, so it must stay the study's seed.
+                seed = self.hpo.seed
+                if seed is not None and self.hpo.strategy != "grid":
+                    seed += len(trials) + len(batch)
                 self.study.sampler = make_sampler(self.hpo.strategy, seed, self.space,
                                                   self.hpo.sampler_kwargs)
                 with warnings.catch_warnings():

@@ -1,0 +1,174 @@
+"""Distributed HPO: many workers, one study, on Optuna's RDB storage and Hydra launchers.
+
+Real parts only: a PostgreSQL server on 127.0.0.1 (tests/services.py) holds the shared study
+and the result store; workers are real `sparsey -m hpo=…` processes, one killed with
+SIGKILL; the joblib and submitit_local launchers run trials in their own processes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from cli_helpers import HANG_LIMIT_S, QUIET, assert_completed, command, run_sparsey, sparsey_env
+from optuna.trial import TrialState
+
+from sparsey_hydra.hpo.study import counts
+
+pytestmark = pytest.mark.slow
+
+STUDY = ("hpo=basis_set_growth", "dataset.limit=60", "hpo.plots=false",
+         "network.layers.0.num_macs=choice(4,9)", "network.layers.0.num_cms_per_mac=4",
+         "network.layers.0.num_neurons_per_cm=4")
+BEST = re.compile(r"^\[hpo\] best value (\S+) \(minimize\) at trial (\d+)$", re.M)
+LOG_LINE = re.compile(r"^\[trial (\d+)\] host \S+ pid (\d+) start ([\d.]+)$", re.M)
+END_LINE = re.compile(r"^\[trial (\d+)\] end ([\d.]+)$", re.M)
+
+
+def pg_url(server, database: str) -> str:
+    return (f"postgresql+psycopg://{server.user}:{server.password}@{server.host}:"
+            f"{server.port}/{database}")
+
+
+def pg_rows(server, database: str, sql: str) -> list[dict]:
+    with server.connect(database) as conn:
+        cur = conn.execute(sql)
+        names = [c.name for c in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _decoded(value: object) -> dict:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
+
+
+def test_three_workers_share_one_study_and_survive_a_sigkilled_worker(
+        tmp_path: Path, postgres_server, pg_database: str) -> None:
+    """Must show: 3 workers at once on a 12-trial study in PostgreSQL, one killed with
+    SIGKILL mid-trial: exactly 12 finished trials, distinct trial numbers, every trial's
+    experiment row present, one best reported. The dead worker's trial is failed by the
+    heartbeat (the pid shortcut is off, as for a worker on another machine) and retried."""
+    store = [*postgres_server.overrides(pg_database), "system.write_stores=[postgresql]",
+             "system.read_store=postgresql"]
+    args = [*command(), "-m", *STUDY, "hpo.study_name=shared", "hpo.n_trials=12",
+            "hpo.heartbeat_interval_s=1", "hpo.grace_period_s=4", "hpo.local_pid_check=false",
+            *store, *QUIET]
+    procs = []
+    for i in range(3):
+        cwd = tmp_path / f"worker{i}"  # own launch dir, as on separate machines
+        cwd.mkdir()
+        procs.append(subprocess.Popen([*args, f"hydra.sweep.dir=sweep{i}"], cwd=cwd,
+                                      env=sparsey_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      stdin=subprocess.DEVNULL))
+    url = pg_url(postgres_server, pg_database)
+    victim, killed_trial = procs[0], None
+    deadline = time.monotonic() + HANG_LIMIT_S
+    while killed_trial is None and time.monotonic() < deadline and victim.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="shared", storage=url).get_trials()
+        except KeyError:  # not created yet
+            trials = []
+        mine = [t for t in trials if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid]
+        running = [t for t in mine if t.state == TrialState.RUNNING]
+        if running and any(t.state == TrialState.COMPLETE for t in trials):
+            killed_trial = running[0]
+            victim.send_signal(signal.SIGKILL)
+        time.sleep(0.2)
+    assert killed_trial is not None, "worker 0 never ran a trial while others finished one"
+    victim.wait()
+    victim.stdout.close()
+    outputs = []
+    for p in procs[1:]:
+        out, _ = p.communicate(timeout=HANG_LIMIT_S)
+        assert p.returncode == 0, out[-4000:]
+        assert "Traceback" not in out
+        outputs.append(out)
+
+    trials = optuna.load_study(study_name="shared", storage=url).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 12 and counts(trials) == (12, 0, 0)
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({tuple(sorted(t.params.items())) + (t.number,) for t in complete}) == 12
+    dead = next(t for t in trials if t.number == killed_trial.number)
+    assert dead.state == TrialState.FAIL
+    retry = [t for t in complete if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].params == dead.params
+    assert any(f"trial(s) [{dead.number}] lost their worker" in o for o in outputs)
+    workers = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert {p.pid for p in procs[1:]} <= workers  # every live worker ran trials
+
+    rows = {r["id"]: r for r in pg_rows(postgres_server, pg_database,
+                                        "SELECT id, status, hpo_run_id, config FROM experiments")}
+    runs = {r["id"]: r for r in pg_rows(postgres_server, pg_database,
+                                        "SELECT id, status FROM hpo_runs")}
+    for t in complete:  # every trial's experiment row, linked to its worker's hpo_runs row
+        row = rows[t.user_attrs["experiment_id"]]
+        assert row["status"] == "completed"
+        assert _decoded(row["config"])["hpo"]["trial"]["number"] == t.number
+        assert row["hpo_run_id"] == t.user_attrs["hpo_run"]["postgresql"]
+    assert len([r for r in rows.values() if r["status"] == "completed"]) == 12
+    assert sorted(r["status"] for r in runs.values()) == ["completed", "completed", "failed"]
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    reported = {m for o in outputs for m in BEST.findall(o)}
+    assert reported == {(f"{study.best_value:.6g}", str(study.best_trial.number))}
+
+
+def _intervals(sweep: Path) -> dict[int, tuple[int, float, float]]:
+    """trial → (pid, start, end) from the trial logs."""
+    out = {}
+    for log in sweep.glob("trial-*.log"):
+        text = log.read_text()
+        (n, pid, start), (_, end) = LOG_LINE.findall(text)[0], END_LINE.findall(text)[-1]
+        out[int(n)] = (int(pid), float(start), float(end))
+    return out
+
+
+def test_joblib_runs_two_trials_at_once(tmp_path: Path) -> None:
+    """Must show: `hydra/launcher=joblib` with 2 jobs runs trials in parallel, both cores
+    busy: two worker processes whose trials overlap, using more than one CPU-second per
+    second while they run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = run_sparsey(tmp_path, "-m", *STUDY, "hpo.study_name=par", "hpo.n_trials=4",
+                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                      "hydra.sweep.dir=sweep", run_dir=None)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert_completed(res)
+    assert "2 at a time" in res.stdout
+    study = optuna.load_study(study_name="par", storage=f"sqlite:///{tmp_path / 'sparsey.db'}")
+    assert counts(study.get_trials()) == (4, 0, 0)
+    spans = _intervals(tmp_path / "sweep")
+    assert sorted(spans) == [0, 1, 2, 3]
+    sweeper = {t.user_attrs["worker"]["pid"] for t in study.trials}
+    pids = {pid for pid, _, _ in spans.values()}
+    assert len(pids) == 2 and not pids & sweeper  # two joblib worker processes
+    (p0, s0, e0), (p1, s1, e1) = spans[0], spans[1]  # the first batch
+    assert p0 != p1 and max(s0, s1) < min(e0, e1)  # ran at the same time
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    busy = max(e for _, _, e in spans.values()) - min(s for _, s, _ in spans.values())
+    # both cores: the workers' CPU time (imports included) exceeds the time trials ran
+    print(f"joblib n_jobs=2: {cpu:.1f} CPU-s while trials ran for {busy:.1f} s")
+    assert cpu > 1.2 * busy, (cpu, busy)
+
+
+def test_submitit_local_runs_a_sweep_to_completion(tmp_path: Path) -> None:
+    """Must show: the SLURM code path (submitit), run on this machine by `submitit_local`."""
+    res = run_sparsey(tmp_path, "-m", *STUDY, "hpo.study_name=sub", "hpo.n_trials=2",
+                      "hpo.n_jobs=2", "hydra/launcher=submitit_local",
+                      "hydra.launcher.timeout_min=5", "hydra.sweep.dir=sweep", run_dir=None)
+    assert_completed(res)
+    study = optuna.load_study(study_name="sub", storage=f"sqlite:///{tmp_path / 'sparsey.db'}")
+    assert counts(study.get_trials()) == (2, 0, 0)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert "[hpo] best value" in res.stdout
+    spans = _intervals(tmp_path / "sweep")
+    sweeper = {t.user_attrs["worker"]["pid"] for t in study.trials}
+    assert sorted(spans) == [0, 1] and not {p for p, _, _ in spans.values()} & sweeper
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit's job folders
