@@ -39,7 +39,7 @@ def sparsey_register_datasets():
 
 @hookimpl
 def sparsey_register_stores():
-    """Result stores: sqlite (embedded default)."""
+    """Result stores: sqlite (embedded default), postgresql, firestore."""
     from sparsey_hydra.stores import BUILTIN_STORES
 
     return BUILTIN_STORES

@@ -40,7 +40,7 @@ def sparsey_register_datasets() -> list[Component]:
 
 @hookspec
 def sparsey_register_stores() -> list[Component]:
-    """Result stores: factory(params) → a store like `stores.SqlStore`, by `system.store.name`."""
+    """Result stores: factory(params) → a `stores.base.Store`, by `system.stores.<key>.name`."""
 
 
 @hookspec

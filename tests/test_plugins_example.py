@@ -262,6 +262,7 @@ def test_example_plugin_pip_install_train_uninstall(tmp_path: Path) -> None:
         assert by_name[name] == "sparsey-plugin-example 0.1.0"
     assert by_name["sparsey"] == plugins.builtin_label()
     assert data["config_dirs"][0]["options"]["network"] == ["example_net"]
+    assert data["config_dirs"][0]["options"]["hpo"] == ["example_sweep"]
 
     launch = tmp_path / "launch"
     launch.mkdir()
@@ -282,6 +283,22 @@ def test_example_plugin_pip_install_train_uninstall(tmp_path: Path) -> None:
     assert model_rows == 40 + 10  # plus one model-level value (layer 0) per frame
     assert config["network"]["layers"][0]["name"] == "example_wta"
     assert config["preprocessing"]["transforms"][1]["name"] == "salt_and_pepper"
+
+    # HPO: the plugin's own study (its network, its metric as the objective) with the trials
+    # in joblib worker processes, which build the same registry from the entry points.
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    sweep = run([sparsey, "hpo=example_sweep", "system.wandb.mode=disabled"], sweep_dir)
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    assert "2 complete, 0 failed" in sweep.stdout, sweep.stdout
+    with sqlite3.connect(sweep_dir / "sparsey.db") as db:
+        per_trial = db.execute(
+            "SELECT e.id, COUNT(s.id) FROM experiments e JOIN step_metrics s ON "
+            "s.experiment_id = e.id WHERE s.metric = 'code_entropy' AND e.hpo_run_id IS NOT "
+            "NULL AND e.status = 'completed' GROUP BY e.id").fetchall()
+    assert len(per_trial) == 2 and all(n > 0 for _, n in per_trial), per_trial
+    (job_cfg, *_) = sweep_dir.glob("multirun/*/*/0/.hydra/hydra.yaml")
+    assert "JoblibLauncher" in job_cfg.read_text()
 
     removed = run([*pip, "uninstall", "-y", "sparsey-plugin-example"], tmp_path)
     assert removed.returncode == 0, removed.stderr
