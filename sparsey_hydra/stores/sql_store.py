@@ -101,6 +101,11 @@ models_table = Table(
     UniqueConstraint("name", "version", name="uq_models_name_version"),
 )
 
+_STEP_COLUMNS = ("experiment_id", "phase", "step", "layer", "metric", "value")
+# positional placeholder of each DB-API paramstyle (sqlite3: qmark; psycopg: pyformat/format)
+_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
 def _dumps(obj: Any) -> str:
     """Stable JSON text: sorted keys so equal configs compare equal as strings."""
     return json.dumps(obj, sort_keys=True, default=str)
@@ -301,21 +306,26 @@ class SqlStore:
         NaN is stored as None (undefined), which is what SQLite would do anyway, so every
         backend reads the same thing back.
         """
+        exp = int(experiment_id)
         params = [
-            {
-                "experiment_id": experiment_id,
-                "phase": phase,
-                "step": int(step),
-                "layer": int(layer),
-                "metric": metric,
-                "value": None if value is None or math.isnan(value) else float(value),
-            }
+            (exp, phase, int(step), int(layer), metric,
+             None if value is None or math.isnan(value) else float(value))
             for phase, step, layer, metric, value in rows
         ]
         if not params:
             return
+        mark = _PLACEHOLDER.get(self.engine.dialect.paramstyle)
         with self.engine.begin() as conn:
-            conn.execute(insert(step_metrics_table), params)
+            if mark is None:  # another driver: SQLAlchemy's own (slower) executemany
+                conn.execute(insert(step_metrics_table), [dict(zip(_STEP_COLUMNS, p,
+                                                                   strict=True))
+                                                          for p in params])
+            else:
+                # Per-MAC logging writes ~10⁵ rows per 1,000 frames; the driver's executemany
+                # of plain tuples is ~4× faster than SQLAlchemy's per-row dict processing.
+                conn.exec_driver_sql(
+                    f"INSERT INTO step_metrics ({', '.join(_STEP_COLUMNS)}) VALUES "
+                    f"({', '.join([mark] * len(_STEP_COLUMNS))})", params)
 
     def finish_experiment(
         self,
