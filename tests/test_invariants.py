@@ -211,7 +211,7 @@ def test_8_weights_only_increase_and_stay_binary():
         after = layer.weights
         assert (after >= before).all()
         new_nonzero = ((after > 0) & (before == 0)).reshape(9, -1).sum(-1)
-        assert (new_nonzero <= out.x[0].sum(-1) * Q * out.active[0]).all()
+        assert (new_nonzero <= layer.dense_input(out)[0].sum(-1) * Q * out.active[0]).all()
         assert ((after == 0) | (after == 1)).all()
     assert layer.weights.sum() > 0
 
@@ -222,14 +222,15 @@ def test_9_frozen_rows_never_change_and_decay_never_freezes():
                                              num_cms_per_mac=4, num_neurons_per_cm=4,
                                              saturation_threshold=0.05,
                                              permanence_steps=20, permanence_convexity=1.0))
-    rule = model.layers[0].rule
+    layer = model.layers[0]
+    rule = layer.rule
     images = random_images(200, (8, 8), density=0.3, seed=9)
     t = 0
 
     def step(i: int) -> None:
         before = rule.frozen.clone()
         (out,) = model.learn_frame(images[i:i + 1])
-        touched = out.x[0].bool() & out.active[0][:, None]
+        touched = layer.dense_input(out)[0].bool() & out.active[0][:, None]
         newly = rule.frozen & ~before
         assert not (newly & ~touched).any()  # only an increase can freeze a row
         assert (rule.frozen | ~before).all()  # the latch never opens
@@ -305,8 +306,9 @@ def test_12_upper_input_is_lower_output():
     outs = model.forward(img, learning=True)
     a1 = outs[0].active[0]
     assert a1.any() and not a1.all()
-    assert torch.equal(outs[1].x[0, 0], outs[0].y[0].reshape(-1))
-    n = outs[1].x[0, 0].sum()
+    x_upper = model.layers[1].dense_input(outs[1])
+    assert torch.equal(x_upper[0, 0], outs[0].y[0].reshape(-1))
+    n = x_upper[0, 0].sum()
     assert n == 3 * a1.sum()  # each active lower MAC contributes Q_lower ones
     f = n / (model.layers[1].rf_size[0] * 3)
     assert math.isclose(float(f), float(a1.float().mean()))

@@ -1,6 +1,8 @@
 """The Code Selection Algorithm (spec §3): familiarity → expansivity → μ → one winner per CM.
 
-All functions work on every MAC of a layer at once; the batch and MAC axes lead.
+All functions work on every MAC of a layer at once (any leading axes: frames, MACs). The
+learning loop and batched recognition call the very same functions, so a frame's code does
+not depend on how many frames were processed together.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ class CSAParams:
 
 
 def familiarity(
-    u: torch.Tensor, n: torch.Tensor, p: CSAParams
+    u: torch.Tensor, n_safe: torch.Tensor, p: CSAParams
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """V = u / n (0 where n = 0), shaped B×M×Q×K, and G = mean over CMs of max_k V."""
-    denom = n.clamp(min=1.0).unsqueeze(-1)
-    v = torch.where(n.unsqueeze(-1) > 0, u / denom, torch.zeros_like(u))
-    v = v.reshape(*u.shape[:-1], p.num_cms, p.num_neurons)
+    """V = u / n shaped …×Q×K, and G = mean over CMs of max_k V.
+
+    `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0.
+    """
+    v = (u / n_safe.unsqueeze(-1)).view(*u.shape[:-1], p.num_cms, p.num_neurons)
     g = v.amax(dim=-1).mean(dim=-1)
     return v, g
 
@@ -48,7 +51,7 @@ def expansivity(g: torch.Tensor, p: CSAParams) -> torch.Tensor:
 
 
 def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams) -> torch.Tensor:
-    """μ per cell (B×M×Q×K) in the configured form; the contrast grows with G."""
+    """μ per cell (…×Q×K) in the configured form; the contrast grows with G."""
     if p.mu_form == "compat":
         # sparseypy's form (B1): η has no floor, so it cancels in ρ; kept only for comparison.
         eta_sp = (p.sigmoid_chi * (g - p.min_familiarity) / (1.0 - p.min_familiarity)).clamp(min=0)
@@ -71,28 +74,18 @@ def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams) -> torch.T
     return mu
 
 
-def sample_winners(rho: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One winner per CM by inverse CDF with a single uniform draw per CM (rows: MAC, CM)."""
-    cdf = torch.cumsum(rho, dim=-1)
-    draw = torch.rand(rho.shape[:-1], generator=generator, device=rho.device, dtype=rho.dtype)
-    winners = (cdf < draw.unsqueeze(-1) * cdf[..., -1:]).sum(dim=-1)
-    return winners.clamp(max=rho.shape[-1] - 1)
+def sample_winners(mu: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One winner per CM from ρ = μ/Σμ by inverse CDF, one uniform draw per CM ([SC]).
+
+    `uniform` has μ's shape without K. Comparing the unnormalised CDF with u·Σμ is the
+    same draw as comparing the CDF of ρ with u, with one division fewer.
+    """
+    cdf = torch.cumsum(mu, dim=-1)
+    winners = (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
+    return winners.clamp_(max=mu.shape[-1] - 1)
 
 
-def argmax_winners(v: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Recognition: argmax_k V with ties broken uniformly at random (not lowest index, B4)."""
+def argmax_winners(v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Recognition: argmax_k V with ties broken uniformly at random by `keys` (not B4)."""
     vmax = v.amax(dim=-1, keepdim=True)
-    keys = torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
     return torch.where(v == vmax, keys, torch.full_like(keys, -1.0)).argmax(dim=-1)
-
-
-def select_codes(
-    v_active: torch.Tensor, g_active: torch.Tensor, p: CSAParams, learning: bool,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Winners (n_active×Q) for the active MACs only, in row-major (frame, MAC, CM) draw order."""
-    if not learning:
-        return argmax_winners(v_active, generator)
-    mu = selection_weights(v_active, g_active, p)
-    rho = mu / mu.sum(dim=-1, keepdim=True)
-    return sample_winners(rho, generator)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -18,3 +21,21 @@ def select_device(requested: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"system.device={requested} but CUDA is not available; use auto or cpu")
     return dev
+
+
+@contextmanager
+def intra_op_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Run a block with `threads` CPU threads per operator (no-op off the CPU or for None).
+
+    The learning loop is a long chain of small operators: waking a second thread for each
+    costs more than it saves, and far more when the other core is busy.
+    """
+    if device.type != "cpu" or threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,10 +1,20 @@
-"""Sequential Hebbian learning with saturation freezing and permanence decay (spec §4)."""
+"""Sequential Hebbian learning with saturation freezing and permanence decay (spec §4).
+
+The weights of a layer live in one row store of shape (1 + M·N)×QK: row 1 + m·N + n is the
+bundle from input cell n to MAC m, and row 0 is an all-zero padding row. A MAC's active inputs
+are then a list of row indices (0 = none), so familiarity is a gather-and-sum over just those
+rows (`torch.embedding_bag`) and learning is a scatter into just those rows — no dense M×N×QK
+work per frame. Row 0 doubles as the sink for masked writes and is zeroed after each update.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 VIRGIN_AGE = 2**30
+PAD_ROW = 0
 
 
 def permanence(age: torch.Tensor, steps: int, convexity: float) -> torch.Tensor:
@@ -16,48 +26,133 @@ def permanence(age: torch.Tensor, steps: int, convexity: float) -> torch.Tensor:
     return torch.where(t < T, g, torch.zeros_like(g)).to(torch.float32)
 
 
-class HebbianRule:
-    """Owns a layer's weights' learning state: W, per-row freeze latch, per-weight age.
+def freeze_count(saturation_threshold: float, cells: int) -> int:
+    """Smallest number of nonzero weights in a row that reaches θ_sat (a row has QK)."""
+    k = max(1, math.floor((saturation_threshold - 1e-9) * cells) - 1)
+    while k / cells < saturation_threshold - 1e-9:
+        k += 1
+    return k
 
-    W has shape M×N×QK. Rows (m, n) freeze once ≥ θ_sat of their QK weights are nonzero
-    (per source cell → target MAC bundle, [SC]); frozen rows never change again.
+
+class HebbianRule:
+    """Owns a layer's learning state: the row store, the per-row freeze latch, the ages.
+
+    Rows (m, n) freeze once ≥ θ_sat of their QK weights are nonzero (per source cell →
+    target MAC bundle, [SC]); frozen rows never change again, decay included.
     """
 
-    def __init__(
-        self, weights: torch.Tensor, saturation_threshold: float = 1.0,
-        permanence_steps: int | None = None, permanence_convexity: float = 1.0,
-    ) -> None:
-        self.weights = weights
-        m, n, _ = weights.shape
-        self.frozen = torch.zeros(m, n, dtype=torch.bool, device=weights.device)
-        self.saturation_threshold = saturation_threshold
+    def __init__(self, num_macs: int, input_size: int, cells: int,
+                 saturation_threshold: float = 1.0, permanence_steps: int | None = None,
+                 permanence_convexity: float = 1.0, device: torch.device | str = "cpu") -> None:
+        rows = 1 + num_macs * input_size
+        self.shape = (num_macs, input_size, cells)
+        self.cells = cells
+        self.store = torch.zeros(rows, cells, device=device)
+        self.frozen_store = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.frozen_store[PAD_ROW] = True  # padding never learns and never counts
+        # Nonzero weights per row (float: exact far beyond any QK), for the freeze test.
+        self.counts = torch.zeros(rows, device=device)
+        self.compact = self.store.device.type == "cpu"  # nonzero() would sync a GPU
+        self._ones_buffer = torch.ones(0, device=device)
+        self.freeze_at = freeze_count(saturation_threshold, cells)
         self.permanence_steps = permanence_steps
         self.permanence_convexity = permanence_convexity
         self.age: torch.Tensor | None = None
         if permanence_steps is not None:
             start = min(permanence_steps, VIRGIN_AGE)
-            self.age = torch.full(weights.shape, start, dtype=torch.int32, device=weights.device)
+            self.age = torch.full((rows, cells), start, dtype=torch.int32, device=device)
 
-    def update(self, x: torch.Tensor, active: torch.Tensor, cells: torch.Tensor) -> None:
-        """One frame: decay clock ticks, then W[m, n, c] ← 1 for active inputs × winners.
+    @classmethod
+    def combined(cls, rules: list[HebbianRule]) -> tuple[HebbianRule, list[int]]:
+        """One rule over all `rules`' rows, stacked; each given rule becomes a view of it.
 
-        x: M×N binary input of this frame; active: M bool; cells: M×Q winner cell indices.
+        Returns the combined rule and each rule's first row in it. Every rule's own pad row
+        stays zero and frozen, so rows of any rule can be mixed in one update.
         """
-        w = self.weights
-        rows = x.bool() & active[:, None] & ~self.frozen
-        m_idx, n_idx = torch.nonzero(rows, as_tuple=True)
+        offsets, total = [], 0
+        for r in rules:
+            offsets.append(total)
+            total += r.store.shape[0]
+        first = rules[0]
+        whole = cls.__new__(cls)
+        whole.shape = (1, total - 1, first.cells)
+        whole.cells = first.cells
+        whole.freeze_at = first.freeze_at
+        whole.permanence_steps, whole.permanence_convexity, whole.age = None, 1.0, None
+        whole.store = torch.cat([r.store for r in rules])
+        whole.frozen_store = torch.cat([r.frozen_store for r in rules])
+        whole.counts = torch.cat([r.counts for r in rules])
+        whole.compact = first.compact
+        whole._ones_buffer = first._ones_buffer
+        for r, lo in zip(rules, offsets, strict=True):
+            hi = lo + r.store.shape[0]
+            r.store, r.frozen_store, r.counts = (whole.store[lo:hi], whole.frozen_store[lo:hi],
+                                                 whole.counts[lo:hi])
+        return whole, offsets
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """W as M×N×QK (a view of the row store)."""
+        return self.store[1:].view(self.shape)
+
+    @property
+    def frozen(self) -> torch.Tensor:
+        """The freeze latch as M×N (a view)."""
+        return self.frozen_store[1:].view(self.shape[:2])
+
+    def update(self, rows: torch.Tensor, inactive: torch.Tensor, cells: torch.Tensor) -> None:
+        """One frame: decay clock ticks, then W[row, c] ← 1 for active inputs × winners.
+
+        rows: M×J store rows of each MAC's active inputs (0 = padding); inactive: M×1 bool;
+        cells: M×Q winner cell indices (q·K + k).
+        """
+        store, flat = self.store, self.store.view(-1)
         if self.age is not None:
             self.age.add_(1).clamp_(max=self.permanence_steps)
             decayed = permanence(self.age, self.permanence_steps, self.permanence_convexity)
-            w.copy_(torch.where(self.frozen[:, :, None], w, decayed))
-        if m_idx.numel() == 0:
-            return
-        c_idx = cells[m_idx]  # nnz×Q
-        mm = m_idx[:, None].expand_as(c_idx)
-        nn_ = n_idx[:, None].expand_as(c_idx)
-        w[mm, nn_, c_idx] = 1.0
+            store.copy_(torch.where(self.frozen_store[:, None], store, decayed))
+        num_macs, fan_in = rows.shape
+        frozen = self.frozen_store.index_select(0, rows.view(-1)).view(num_macs, fan_in)
+        learns = ~(frozen | inactive)
+        if self.compact:
+            # On the CPU only the learning slots are touched (a fraction of the padded table).
+            slot = learns.view(-1).nonzero().squeeze(1)
+            rows = rows.view(-1).index_select(0, slot)
+            cells = cells.index_select(0, torch.div(slot, fan_in, rounding_mode="floor"))
+        else:
+            rows = rows.masked_fill(~learns, PAD_ROW).view(-1)
+            cells = cells.repeat_interleave(fan_in, dim=0)
+        pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
+        if self.age is None:
+            # Without decay a weight never returns to 0: count the new nonzeros incrementally.
+            old = flat.index_select(0, pos).view(-1, cells.shape[-1]).sum(dim=-1)
+            flat.scatter_(0, pos, self._ones(pos.numel()))
+            self.counts.index_add_(0, rows, cells.shape[-1] - old)
+        else:
+            flat.scatter_(0, pos, self._ones(pos.numel()))
+            self.age.view(-1).index_fill_(0, pos, 0)
+            self.counts.index_copy_(0, rows, (store.index_select(0, rows) > 0).sum(
+                dim=-1, dtype=torch.float32))
+        store[PAD_ROW].zero_()
+        self.frozen_store |= self.counts >= self.freeze_at
+
+    def _ones(self, n: int) -> torch.Tensor:
+        """A reusable source of n ones for the scatter (no allocation per frame)."""
+        if self._ones_buffer.numel() < n:
+            self._ones_buffer = torch.ones(max(n, 2 * self._ones_buffer.numel()),
+                                           device=self.store.device)
+        return self._ones_buffer[:n]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        st = {"weights": self.weights, "frozen": self.frozen}
         if self.age is not None:
-            self.age[mm, nn_, c_idx] = 0
-        filled = (w[m_idx, n_idx] > 0).sum(dim=-1).to(torch.float32) / w.shape[-1]
-        newly = filled >= self.saturation_threshold - 1e-9
-        self.frozen[m_idx[newly], n_idx[newly]] = True
+            st["age"] = self.age[1:].view(self.shape)
+        return st
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.weights.copy_(state["weights"])
+        self.frozen.copy_(state["frozen"])
+        if self.age is not None:
+            self.age[1:].view(self.shape).copy_(state["age"])
+        self.counts.copy_((self.store > 0).sum(dim=-1, dtype=torch.float32))
+        self.counts[PAD_ROW] = 0

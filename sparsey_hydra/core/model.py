@@ -10,11 +10,22 @@ from typing import Any, Protocol
 
 import torch
 
+from sparsey_hydra.core.device import intra_op_threads
 from sparsey_hydra.core.geometry import LayerGeometry, input_geometry
-from sparsey_hydra.core.sparsey_layer import LayerOutput
+from sparsey_hydra.core.sparsey_layer import (
+    INACTIVE,
+    LayerOutput,
+    SparseyLayer,
+    one_hot_codes,
+)
+from sparsey_hydra.core.wavefront import Wavefront, fusable
 from sparsey_hydra.errors import SparseyConfigError
 
 FORMAT_VERSION = 1
+#: recognition runs in blocks of at most this many frames (bounded memory, same codes)
+RECOGNITION_BLOCK = 128
+#: CPU threads per operator in the learning loop and in small recognition batches
+LOOP_THREADS = 1
 
 
 class NonBinaryInputError(SparseyConfigError):
@@ -38,7 +49,14 @@ LayerFactory = Callable[[LayerGeometry], Layer]
 
 
 class SparseyModel:
-    """Layers run bottom-up; learning is strictly sequential, one frame at a time."""
+    """Layers run bottom-up; learning is strictly sequential, one frame at a time.
+
+    All randomness comes from one seeded CPU generator (so CPU and CUDA runs draw the same
+    numbers), consumed in a fixed order: frame, then layer, then MAC, then CM, and only
+    active MACs draw. Which MACs are active depends on the input alone (the gate counts
+    active lower MACs, not their codes), so a whole chunk's draws are taken at once and
+    dealt out; chunking therefore never changes a code.
+    """
 
     def __init__(self, input_shape: tuple[int, int], layer_factories: Sequence[LayerFactory],
                  seed: int = 0, device: torch.device | str = "cpu") -> None:
@@ -51,9 +69,12 @@ class SparseyModel:
             self.layers.append(layer)
             lower = layer.geometry()
         self.seed = seed
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator()
         self.generator.manual_seed(seed)
         self.frames_learned = 0
+        self.fused = all(isinstance(layer, SparseyLayer) for layer in self.layers)
+        self.wavefront = Wavefront(self.layers, self.input_shape[0] * self.input_shape[1]) \
+            if fusable(self.layers) else None
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         """B×H×W binary images → the input layer's output B×(H·W)×1 (row-major)."""
@@ -73,7 +94,11 @@ class SparseyModel:
         return images.reshape(images.shape[0], -1, 1)
 
     def forward(self, images: torch.Tensor, learning: bool = False) -> list[LayerOutput]:
-        """All layers on a batch, without changing weights; layer ℓ+1 reads Y_ℓ."""
+        """All layers on a batch, without changing weights; layer ℓ+1 reads Y_ℓ.
+
+        Each layer draws for its own active MACs (layer by layer): the reference order for
+        a single frame, and what a layer from a plugin gets.
+        """
         y = self._input(images)
         outs = []
         for layer in self.layers:
@@ -81,6 +106,33 @@ class SparseyModel:
             outs.append(out)
             y = out.y
         return outs
+
+    def _activity(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(active, n) of every layer for a B×P×1 input, from the input alone."""
+        lower = x[..., 0] > 0
+        result = []
+        for layer in self.layers:
+            active, n = layer.activity(lower)
+            result.append((active, n))
+            lower = active
+        return result
+
+    def _dealt_draws(self, activity: list[tuple[torch.Tensor, torch.Tensor]],
+                     per_mac: list[int]) -> list[torch.Tensor]:
+        """One draw call for a chunk, dealt in (frame, layer, MAC, CM) order: per layer B×M×k."""
+        counts = torch.stack([a.sum(dim=1) * k for (a, _), k in zip(activity, per_mac,
+                                                                    strict=True)], dim=1)
+        total = int(counts.sum())
+        draws = torch.rand(total, generator=self.generator).to(self.device)
+        start = (counts.reshape(-1).cumsum(0) - counts.reshape(-1)).view(counts.shape)
+        dealt = []
+        for ell, ((active, _), k) in enumerate(zip(activity, per_mac, strict=True)):
+            rank = active.cumsum(dim=1) - 1
+            pos = start[:, ell, None, None] + rank.unsqueeze(-1) * k + torch.arange(
+                k, device=self.device)
+            dealt.append(draws[pos.clamp_(0, max(total - 1, 0))] if total
+                         else draws.new_zeros(*active.shape, k))
+        return dealt
 
     def learn_frame(self, image: torch.Tensor,
                     on_forward: Callable[[list[LayerOutput]], None] | None = None
@@ -101,9 +153,92 @@ class SparseyModel:
             self.learn_frame(images[i:i + 1], on_forward)
 
     @torch.no_grad()
+    def learn_frames(self, images: torch.Tensor) -> list[LayerOutput]:
+        """Learn B frames in order (frame t's code uses the weights of frames < t).
+
+        Returns each layer's per-frame outputs as they were before each frame's update —
+        what the metrics see. Same codes and weights as B calls of `learn_frame`; with only
+        Sparsey layers it runs the fused per-frame step instead.
+        """
+        if not self.fused:
+            outs = [self.learn_frame(images[i:i + 1]) for i in range(images.shape[0])]
+            return [LayerOutput.cat([o[ell] for o in outs]) for ell in range(len(self.layers))]
+        x = self._input(images)
+        frames = x.shape[0]
+        with intra_op_threads(self.device, LOOP_THREADS):
+            activity = self._activity(x)
+            uniforms = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
+            if self.wavefront is not None:
+                pixels = torch.where(x[..., 0] > 0, 0, INACTIVE)
+                cells, fam = self.wavefront.learn(pixels, activity, uniforms)
+            else:
+                cells, fam = self._learn_layer_by_layer(x, activity, uniforms)
+        self.frames_learned += frames
+        outs = []
+        for layer, (active, _), c_out, g_out in zip(self.layers, activity, cells, fam,
+                                                   strict=True):
+            codes = torch.where(active.unsqueeze(-1), c_out - layer.cm_offset, -1)
+            outs.append(LayerOutput(active=active, codes=codes,
+                                    y=one_hot_codes(codes, layer.num_neurons),
+                                    g=torch.where(active, g_out, float("nan"))))
+        return outs
+
+    def _learn_layer_by_layer(self, x: torch.Tensor,
+                              activity: list[tuple[torch.Tensor, torch.Tensor]],
+                              uniforms: list[torch.Tensor]
+                              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The per-layer loop: frame after frame, layer after layer (cells F×M×Q, G F×M)."""
+        frames = x.shape[0]
+        n_safe = [n.clamp(min=1.0) for _, n in activity]
+        inactive = [~a.unsqueeze(-1) for a, _ in activity]
+        pixels = torch.where(x > 0, 0, INACTIVE)
+        pixels = torch.cat([pixels, pixels.new_full((frames, 1, 1), INACTIVE)], dim=1)
+        tables = [torch.full((layer.num_macs + 1, layer.num_cms), INACTIVE, dtype=torch.long,
+                             device=self.device) for layer in self.layers]
+        cells = [torch.empty(frames, layer.num_macs, layer.num_cms, dtype=torch.long,
+                             device=self.device) for layer in self.layers]
+        fam = [torch.empty(frames, layer.num_macs, device=self.device) for layer in self.layers]
+        none = torch.tensor(INACTIVE, device=self.device)
+        pairs = list(zip(self.layers, tables, cells, fam, n_safe, inactive, uniforms,
+                         strict=True))
+        for f in range(frames):
+            lower = pixels[f]
+            for layer, table, c_out, g_out, n_f, off_f, u_f in pairs:
+                c, g = layer.learn_step(lower, n_f[f], off_f[f], u_f[f])
+                torch.where(off_f[f], none, c, out=table[:-1])
+                c_out[f] = c
+                g_out[f] = g
+                lower = table
+        return cells, fam
+
+    @torch.no_grad()
     def recognize(self, images: torch.Tensor) -> list[LayerOutput]:
-        """Recognition mode (argmax, random tie-break); never changes the model's weights."""
-        return self.forward(images, learning=False)
+        """Recognition mode (argmax, random tie-break); never changes the model's weights.
+
+        Tie-break keys are dealt per frame, so a frame's code does not depend on the batch;
+        a large batch is recognised in blocks of RECOGNITION_BLOCK frames to bound memory.
+        """
+        if not self.fused:
+            return self.forward(images, learning=False)
+        x = self._input(images)
+        blocks = []
+        threads = LOOP_THREADS if x.shape[0] < 32 else None
+        with intra_op_threads(self.device, threads):
+            for lo in range(0, x.shape[0], RECOGNITION_BLOCK):
+                blocks.append(self._recognize_block(x[lo:lo + RECOGNITION_BLOCK]))
+        return [LayerOutput.cat([b[ell] for b in blocks]) for ell in range(len(self.layers))]
+
+    def _recognize_block(self, x: torch.Tensor) -> list[LayerOutput]:
+        activity = self._activity(x)
+        keys = self._dealt_draws(activity, [layer.num_cms * layer.num_neurons
+                                            for layer in self.layers])
+        y, outs = x, []
+        for layer, k in zip(self.layers, keys, strict=True):
+            out = layer.forward(y, False, self.generator, draws=k)
+            out.inputs = None  # the B×M×J row table is not needed past this block
+            outs.append(out)
+            y = out.y
+        return outs
 
     # -- persistence ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -1,23 +1,38 @@
-"""A layer of MACs: gather RF inputs, gate, run the CSA and learn — all MACs at once."""
+"""A layer of MACs: gather RF inputs, gate, run the CSA and learn — all MACs at once.
+
+A MAC's input is not materialised as a dense 0/1 vector: every active lower MAC contributes
+exactly one cell per CM, so the active inputs of all MACs are an M×(R·Q_lower) table of weight
+rows, built from the lower layer's codes by one gather. Familiarity sums just those rows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sparsey_hydra.core.csa import CSAParams, familiarity, select_codes
+from sparsey_hydra.core.csa import (
+    CSAParams,
+    argmax_winners,
+    familiarity,
+    sample_winners,
+    selection_weights,
+)
 from sparsey_hydra.core.geometry import (
     LayerGeometry,
     autosize,
     grid_positions,
     receptive_fields,
 )
-from sparsey_hydra.core.learning_rule import HebbianRule
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
 
 GATE_TOLERANCE = 1e-9
+#: the code offset of an inactive MAC: any row index plus this is < 0, i.e. the padding row
+INACTIVE = -(1 << 60)
 
 
 class SparseyLayerParams(BaseModel):
@@ -81,14 +96,47 @@ class SparseyLayerParams(BaseModel):
 
 @dataclass
 class LayerOutput:
-    """One layer's result for a batch of frames (inactive MACs: no code, G is NaN)."""
+    """One layer's result for a batch of frames (inactive MACs: no code, G is NaN).
 
-    x: torch.Tensor  # B×M×N input (binary, float32)
+    `x` (B×M×N dense input) and `v` (B×M×Q×K) are optional: the Sparsey layer's learning loop
+    leaves them out; `inputs` is its sparse form of x (B×M×J weight-store rows, 0 = none).
+    """
+
     active: torch.Tensor  # B×M bool
     codes: torch.Tensor  # B×M×Q winner index per CM, -1 where inactive
     y: torch.Tensor  # B×M×QK binary output
-    v: torch.Tensor  # B×M×Q×K normalised familiarity
     g: torch.Tensor  # B×M global familiarity (NaN where inactive)
+    x: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+
+    @classmethod
+    def cat(cls, parts: Sequence[LayerOutput]) -> LayerOutput:
+        """Consecutive blocks of frames as one (fields absent from any block are dropped)."""
+        if len(parts) == 1:
+            return parts[0]
+        values = {}
+        for f in fields(cls):
+            items = [getattr(p, f.name) for p in parts]
+            values[f.name] = None if any(i is None for i in items) else torch.cat(items)
+        return cls(**values)
+
+
+def code_offsets(lower_y: torch.Tensor, num_cms: int, num_neurons: int) -> torch.Tensor:
+    """B×(M+1)×Q table of q·K + winner per lower MAC and CM (INACTIVE if none; last row pad)."""
+    b, m, _ = lower_y.shape
+    yv = lower_y.view(b, m, num_cms, num_neurons)
+    cm_offset = torch.arange(num_cms, device=lower_y.device) * num_neurons
+    off = torch.where(yv.amax(dim=-1) > 0, yv.argmax(dim=-1) + cm_offset, INACTIVE)
+    return torch.cat([off, off.new_full((b, 1, num_cms), INACTIVE)], dim=1)
+
+
+def place(draws: torch.Tensor, active: torch.Tensor, per: int) -> torch.Tensor:
+    """Deal consecutive draws to the active MACs in (frame, MAC) order: B×M×per."""
+    rank = active.reshape(-1).cumsum(0) - 1
+    pos = rank.unsqueeze(-1) * per + torch.arange(per, device=active.device)
+    return draws[pos.clamp_(0, max(draws.numel() - 1, 0))].view(*active.shape, per) \
+        if draws.numel() else draws.new_zeros(*active.shape, per)
 
 
 class SparseyLayer:
@@ -107,16 +155,33 @@ class SparseyLayer:
         rf_index, rf_size = receptive_fields(
             self.positions, lower.positions, params.receptive_field_radius)
         self.rf_index = rf_index.to(self.device)
+        self.rf_flat = self.rf_index.reshape(-1)
         self.rf_size = rf_size.to(self.device)
+        incidence = torch.zeros(lower.num_macs + 1, params.num_macs)
+        incidence[rf_index, torch.arange(params.num_macs).unsqueeze(1)] = 1.0
+        self.rf_matrix = incidence[:-1].to(self.device)  # M_low×M: 1 where j ∈ RF(m)
+        self.lower_macs = lower.num_macs
         self.lower_cms = lower.num_cms
+        self.lower_neurons = lower.num_neurons
         self.lower_cells = lower.cells_per_mac
-        self.input_size = rf_index.shape[1] * lower.cells_per_mac
+        r_max = rf_index.shape[1]
+        self.input_size = r_max * lower.cells_per_mac
+        self.fan_in = r_max * lower.num_cms  # J: active-input slots per MAC
         cells = self.num_cms * self.num_neurons
-        weights = torch.zeros(self.num_macs, self.input_size, cells, device=self.device)
-        self.rule = HebbianRule(weights, params.saturation_threshold,
-                                params.permanence_steps, params.permanence_convexity)
+        # base[m, r, q] = the store row of MAC m's input from its r-th RF MAC's first cell; the
+        # lower code table adds q·K + k (or INACTIVE, which sends the slot to the pad row).
+        m_i = torch.arange(self.num_macs).view(-1, 1, 1) * self.input_size
+        r_i = torch.arange(r_max).view(1, -1, 1) * lower.cells_per_mac
+        q_i = torch.zeros(1, 1, lower.num_cms, dtype=torch.long)
+        self.base = (1 + m_i + r_i + q_i).reshape(self.num_macs, self.fan_in).to(self.device)
+        self.rule = HebbianRule(self.num_macs, self.input_size, cells,
+                                params.saturation_threshold, params.permanence_steps,
+                                params.permanence_convexity, self.device)
         self.csa_params = params.csa()
-        self._cell_offset = torch.arange(self.num_cms, device=self.device) * self.num_neurons
+        self.cm_offset = torch.arange(self.num_cms, device=self.device) * self.num_neurons
+        scale = (self.rf_size * self.lower_cms).to(torch.float32)
+        self._lo = params.activation_threshold_min * scale - GATE_TOLERANCE
+        self._hi = params.activation_threshold_max * scale + GATE_TOLERANCE
 
     @property
     def weights(self) -> torch.Tensor:
@@ -125,52 +190,106 @@ class SparseyLayer:
     def geometry(self) -> LayerGeometry:
         return LayerGeometry(self.positions, self.num_macs, self.num_cms, self.num_neurons)
 
-    def gather(self, lower_y: torch.Tensor) -> torch.Tensor:
-        """Concatenate each MAC's RF outputs (padding reads an all-zero row): B×M×N."""
-        b = lower_y.shape[0]
-        padded = torch.cat([lower_y, lower_y.new_zeros(b, 1, lower_y.shape[2])], dim=1)
-        return padded[:, self.rf_index].reshape(b, self.num_macs, self.input_size)
+    # -- the pieces, shared by learning and recognition ----------------------------------
+    def input_rows(self, lower_off: torch.Tensor) -> torch.Tensor:
+        """…×M×J store rows of the active inputs (0 = none) from a …×(M_low+1)×Q_low table."""
+        sel = lower_off.index_select(-2, self.rf_flat)
+        return (self.base + sel.view(*lower_off.shape[:-2], self.num_macs, self.fan_in)).clamp_(
+            min=PAD_ROW)
 
-    def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a = [n ≥ 1] ∧ [θ_min ≤ n/(R·Q_lower) ≤ θ_max]; returns (active, n)."""
-        n = x.sum(dim=-1)
-        scale = (self.rf_size * self.lower_cms).to(x.dtype)
-        lo = self.params.activation_threshold_min * scale - GATE_TOLERANCE
-        hi = self.params.activation_threshold_max * scale + GATE_TOLERANCE
-        return (n >= 1) & (n >= lo) & (n <= hi), n
+    def gate(self, n: torch.Tensor) -> torch.Tensor:
+        """a = [n ≥ 1] ∧ [θ_min ≤ n/(R·Q_lower) ≤ θ_max] from the active-input count n."""
+        return (n >= 1) & (n >= self._lo) & (n <= self._hi)
 
-    def forward(self, lower_y: torch.Tensor, learning: bool,
-                generator: torch.Generator) -> LayerOutput:
-        """Gate, CSA and code for every MAC of a batch (weights are not changed here)."""
-        x = self.gather(lower_y)
-        active, n = self.gate(x)
-        u = torch.bmm(x.transpose(0, 1), self.weights).transpose(0, 1)
-        v, g = familiarity(u, n, self.csa_params)
-        b = x.shape[0]
-        codes = torch.full((b, self.num_macs, self.num_cms), -1, dtype=torch.long,
-                           device=self.device)
-        if bool(active.any()):
-            winners = select_codes(v[active], g[active], self.csa_params, learning, generator)
-            codes[active] = winners
-        y = torch.zeros(b, self.num_macs, self.num_cms, self.num_neurons, device=self.device)
-        y.scatter_(3, codes.clamp(min=0).unsqueeze(-1), 1.0)
-        y = y.reshape(b, self.num_macs, -1) * active.unsqueeze(-1)
+    def activity(self, lower_active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(active B×M, n B×M) from the lower layer's activity alone (codes do not matter).
+
+        n = Q_lower · (active lower MACs in the RF): one small matmul with the RF incidence
+        matrix (exact: integer sums far below 2²⁴).
+        """
+        n = (lower_active.to(torch.float32) @ self.rf_matrix) * float(self.lower_cms)
+        return self.gate(n), n
+
+    def summed_input(self, rows: torch.Tensor) -> torch.Tensor:
+        """u = Σ over each MAC's active-input rows of W (…×M×QK), without a dense matmul.
+
+        Fixed-size bags with no padding_idx take embedding_bag's fast path; the pad row is
+        all zeros, so it adds nothing.
+        """
+        u = F.embedding_bag(rows.reshape(-1, self.fan_in), self.rule.store, mode="sum")
+        return u.view(*rows.shape[:-1], -1)
+
+    def dense_input(self, out: LayerOutput) -> torch.Tensor:
+        """The B×M×N binary input x of an output (for tests and inspection)."""
+        rows = out.inputs
+        b = rows.shape[0]
+        x = torch.zeros(b, self.num_macs, self.input_size + 1, device=rows.device)
+        local = rows - 1 - torch.arange(self.num_macs, device=rows.device).view(1, -1, 1) \
+            * self.input_size
+        local = torch.where(rows == PAD_ROW, self.input_size, local)
+        x.scatter_(2, local, 1.0)
+        return x[..., :-1]
+
+    # -- recognition and reference learning (batched over frames) -----------------------
+    def forward(self, lower_y: torch.Tensor, learning: bool, generator: torch.Generator,
+                draws: torch.Tensor | None = None) -> LayerOutput:
+        """Gate, CSA and code for every MAC of a batch (weights are not changed here).
+
+        Draws come from `draws` (B×M×Q uniforms when learning, B×M×Q×K tie-break keys when
+        recognising) or else from `generator`, one per active MAC in (frame, MAC) order.
+        """
+        off = code_offsets(lower_y, self.lower_cms, self.lower_neurons)
+        rows = self.input_rows(off)
+        n = (rows > PAD_ROW).sum(dim=-1).to(torch.float32)
+        active = self.gate(n)
+        u = self.summed_input(rows)
+        v, g = familiarity(u, n.clamp(min=1.0), self.csa_params)
+        q, k = self.num_cms, self.num_neurons
+        if draws is None:
+            per = q if learning else q * k
+            count = int(active.sum()) * per
+            draws = place(torch.rand(count, generator=generator).to(self.device), active, per)
+        if learning:
+            winners = sample_winners(selection_weights(v, g, self.csa_params),
+                                     draws.view(*active.shape, q))
+        else:
+            winners = argmax_winners(v, draws.view(*active.shape, q, k))
+        codes = torch.where(active.unsqueeze(-1), winners, -1)
+        y = one_hot_codes(codes, k)
         g = torch.where(active, g, torch.full_like(g, float("nan")))
-        return LayerOutput(x=x, active=active, codes=codes, y=y, v=v, g=g)
+        return LayerOutput(active=active, codes=codes, y=y, g=g, v=v, inputs=rows)
 
     def learn(self, out: LayerOutput, index: int = 0) -> None:
-        """Hebbian update for frame `index` of `out` (its x, activity and code)."""
-        cells = out.codes[index].clamp(min=0) + self._cell_offset
-        self.rule.update(out.x[index], out.active[index], cells)
+        """Hebbian update for frame `index` of `out` (its inputs, activity and code)."""
+        cells = out.codes[index].clamp(min=0) + self.cm_offset
+        self.rule.update(out.inputs[index], ~out.active[index].unsqueeze(-1), cells)
+
+    # -- the learning loop's step: one frame, fused ---------------------------------------
+    def learn_step(self, lower_off: torch.Tensor, n_safe: torch.Tensor,
+                   inactive: torch.Tensor, uniform: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and learn one frame; returns (winner cells M×Q, G per MAC).
+
+        The same functions as `forward` + `learn`, minus what only a batch needs: the
+        activity and counts were computed for the whole chunk from the input alone.
+        """
+        rows = self.input_rows(lower_off)
+        v, g = familiarity(self.summed_input(rows), n_safe, self.csa_params)
+        winners = sample_winners(selection_weights(v, g, self.csa_params), uniform)
+        cells = winners + self.cm_offset
+        self.rule.update(rows, inactive, cells)
+        return cells, g
 
     def state(self) -> dict[str, torch.Tensor]:
-        st = {"weights": self.rule.weights, "frozen": self.rule.frozen}
-        if self.rule.age is not None:
-            st["age"] = self.rule.age
-        return st
+        return self.rule.state()
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.rule.weights.copy_(state["weights"])
-        self.rule.frozen.copy_(state["frozen"])
-        if self.rule.age is not None:
-            self.rule.age.copy_(state["age"])
+        self.rule.load_state(state)
+
+
+def one_hot_codes(codes: torch.Tensor, num_neurons: int) -> torch.Tensor:
+    """B×M×Q codes (−1 = inactive) → B×M×QK binary output."""
+    b, m, q = codes.shape
+    y = torch.zeros(b, m, q, num_neurons, device=codes.device)
+    y.scatter_(3, codes.clamp(min=0).unsqueeze(-1), 1.0)
+    return y.view(b, m, q * num_neurons) * (codes[..., :1] >= 0)

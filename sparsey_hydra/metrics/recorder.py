@@ -198,9 +198,7 @@ def _cat_outputs(frames: list[_Frame]) -> tuple[list[LayerOutput], torch.Tensor]
     """The block's frames as one batch, in order."""
     if len(frames) == 1:
         return frames[0].outs, frames[0].images
-    outs = [LayerOutput(*(torch.cat([getattr(f.outs[ell], k) for f in frames])
-                          for k in ("x", "active", "codes", "y", "v", "g")))
-            for ell in range(len(frames[0].outs))]
+    outs = [LayerOutput.cat([f.outs[ell] for f in frames]) for ell in range(len(frames[0].outs))]
     return outs, torch.cat([f.images for f in frames])
 
 

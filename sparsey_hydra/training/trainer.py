@@ -16,6 +16,8 @@ from sparsey_hydra.metrics.base import Metric, Phase
 from sparsey_hydra.metrics.recorder import MetricBlock, MetricRecorder, PhaseStats, StepSink
 
 StepRow = tuple[str, int, int, str, float | None]
+#: frames handed to the model's learning loop at once (any value gives the same result)
+TRAIN_CHUNK = 256
 BlockSink = Callable[[MetricBlock], None]
 
 
@@ -53,21 +55,25 @@ class Trainer:
                         console=self.console, disable=not self.progress, transient=False)
 
     def train(self, images: torch.Tensor) -> None:
-        """num_epochs passes; each loader batch is learned item by item (sequential)."""
+        """num_epochs passes of exactly sequential learning.
+
+        Loader batches are grouped into chunks of about TRAIN_CHUNK frames for the model's
+        learning loop; a chunk is learned frame by frame, so neither the loader's batch size
+        nor the chunk changes a code or a weight (only how often the bar moves).
+        """
         total = images.shape[0] * self.num_epochs
         stats = self.stats["train"]
+        chunk = self.batch_size * max(1, -(-TRAIN_CHUNK // self.batch_size))
         start = time.perf_counter()
         with self._progress() as bar:
             task = bar.add_task("train", total=total, fps=0.0)
             for _ in range(self.num_epochs):
-                for lo in range(0, images.shape[0], self.batch_size):
-                    batch = images[lo:lo + self.batch_size]
-                    for i in range(batch.shape[0]):
-                        frame = batch[i:i + 1]
-                        self.model.learn_frame(
-                            frame, lambda outs, f=frame: self._observe("train", outs, f))
+                for lo in range(0, images.shape[0], chunk):
+                    frames = images[lo:lo + chunk]
+                    outs = self.model.learn_frames(frames)
+                    self._observe("train", outs, frames)
                     elapsed = time.perf_counter() - start
-                    bar.update(task, advance=batch.shape[0],
+                    bar.update(task, advance=frames.shape[0],
                                fps=self._frames("train") / elapsed if elapsed else 0.0)
         self.recorder.flush()
         stats.seconds = time.perf_counter() - start
