@@ -117,3 +117,24 @@ def test_evaluate_by_name_on_other_images_leaves_the_model_untouched(
         bad = run_sparsey(trained, "+experiment=evaluate", *args, run_dir="bad")
         assert bad.returncode == 2 and error_lines(bad) == [message], bad.explain()
     assert len(experiments(trained)) == 2  # the refused runs recorded nothing
+
+
+def test_evaluate_without_the_training_record_says_what_is_undefined(trained: Path) -> None:
+    record = trained / "models" / NAME / "v1.training.pt"
+    hidden = record.with_name("hidden.pt")
+    record.rename(hidden)
+    try:
+        res = run_sparsey(trained, "+experiment=evaluate", f"model_name={NAME}",
+                          "dataset.limit=20", "preprocessing=resize_binarize",
+                          "trainer.metrics=[{name: match_accuracy}, {name: sisc_adherence}]",
+                          run_dir="no_record")
+    finally:
+        hidden.rename(record)
+    assert_completed(res)
+    assert [ln for ln in error_lines(res) if ln.startswith("warning:")] == [
+        f"warning: no training record beside '{trained / 'models' / NAME / 'v1.pt'}'; "
+        "match_accuracy is undefined and sisc_adherence is 0 (its value for an empty "
+        "memory), as both compare with the training items"]
+    ev = experiments(trained)[-1]["summary"]["eval"]["metrics"]
+    assert ev["match_accuracy"] == [None, None, None]
+    assert ev["sisc_adherence"] == [0.0, 0.0, 0.0]

@@ -103,8 +103,9 @@ def evaluate_experiment(app: AppConfig, tree: dict[str, Any], registry: Registry
                       block_sinks=[logger])
     training = load_training_record(path)
     if training is None:
-        print(f"warning: no training record beside '{path}'; metrics that compare with the "
-              "training items (match_accuracy, sisc_adherence) are undefined", file=sys.stderr)
+        print(f"warning: no training record beside '{path}'; match_accuracy is undefined "
+              "and sisc_adherence is 0 (its value for an empty memory), as both compare with "
+              "the training items", file=sys.stderr)
     else:
         for metric in metrics:
             state = training.get("metrics", {}).get(metric.name)

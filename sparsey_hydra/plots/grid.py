@@ -65,5 +65,6 @@ def draw_grid(ax: Axes, values: torch.Tensor, grid: LayerGrid, title: str, cmap:
     if grid.num_macs <= ANNOTATE_MAX:
         for (cx, cy), val in zip(centres, v, strict=True):
             if np.isfinite(val):
-                ax.text(cx, cy, f"{val:.2g}", ha="center", va="center", fontsize=6,
+                shown = f"{val:.0f}" if float(val).is_integer() else f"{val:.2g}"  # counts
+                ax.text(cx, cy, shown, ha="center", va="center", fontsize=6,
                         color="white" if val < (lo + hi) / 2 else "black")
