@@ -147,3 +147,28 @@ def test_offline_run_logs_and_keeps_secrets_out(
     assert leaked == []
     assert not tracker.enabled
     tracker.log({"late": 1.0}, step=9)  # after finish: a no-op, not an error
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+system.stores.postgresql.password={secret}",
+     "error: system.stores.postgresql.password: a secret on the command line would be "
+     "recorded in .hydra/; put it in an environment variable and give the variable's NAME "
+     "instead (password_env, api_key_env, credentials_env)"),
+    ("system.stores.sqlite.url=postgresql://me:{secret}@127.0.0.1/db",
+     "error: system.stores.sqlite.url: the URL holds a password, which would be recorded in "
+     ".hydra/; remove it from the URL and use a store whose password comes from an "
+     "environment variable (postgresql: password_env)"),
+    ("+system.stores.pg={{name: postgresql, password: {secret}}}",
+     "error: system.stores.pg: 'password' would be recorded in .hydra/; put the secret in an "
+     "environment variable and give the variable's NAME instead"),
+])
+def test_a_secret_on_the_command_line_is_refused_before_hydra_records_it(
+        tmp_path: Path, override: str, message: str) -> None:
+    from cli_helpers import error_lines, files_containing, train
+
+    secret = "s3cr3t-" + "x7" * 8
+    res = train(tmp_path, override.format(secret=secret), "dataset.limit=20")
+    assert res.returncode == 2 and error_lines(res) == [message], res.explain()
+    assert not (tmp_path / "out").exists()  # Hydra never started: no .hydra/ dump
+    assert files_containing(tmp_path, secret.encode()) == []
+    assert secret not in res.output

@@ -60,3 +60,34 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, Sequence) and not isinstance(obj, bytes | bytearray):
         return [redact(v) for v in obj]  # lists, and list-likes such as OmegaConf's ListConfig
     return copy.deepcopy(obj)
+
+
+_SECRET_IN_VALUE = re.compile(r"(?i)(?:^|[{,\s])['\"]?([a-z0-9_]*(?:" + "|".join(SECRET_KEY_PARTS)
+                              + r")[a-z0-9_]*)['\"]?\s*:\s*(?![\s,}]|null\b|\"\"|'')")
+
+
+def secret_override_error(overrides: Sequence[str]) -> str | None:
+    """Why a command-line override would record a secret, or None.
+
+    Hydra writes every override to `.hydra/` before the run starts, so a password typed on the
+    command line would be on disk even though the config check refuses it a moment later.
+    """
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            continue
+        key = key.lstrip("+~").split("@")[0]
+        last = key.rsplit(".", 1)[-1]
+        if is_secret_key(last) and value.strip() not in ("", "null"):
+            return (f"{key}: a secret on the command line would be recorded in .hydra/; put it "
+                    "in an environment variable and give the variable's NAME instead "
+                    "(password_env, api_key_env, credentials_env)")
+        if redact_url(value) != value:
+            return (f"{key}: the URL holds a password, which would be recorded in .hydra/; "
+                    "remove it from the URL and use a store whose password comes from an "
+                    "environment variable (postgresql: password_env)")
+        found = _SECRET_IN_VALUE.search(value)
+        if found and not found.group(1).lower().endswith("_env"):
+            return (f"{key}: '{found.group(1)}' would be recorded in .hydra/; put the secret "
+                    "in an environment variable and give the variable's NAME instead")
+    return None
