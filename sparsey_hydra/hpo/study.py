@@ -19,6 +19,7 @@ import inspect
 import os
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -111,11 +112,19 @@ def open_storage(url: str, heartbeat_interval_s: int = 10, grace_period_s: int =
                    in inspect.signature(optuna.storages.RDBStorage).parameters
                    else "failed_trial_callback")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna
-            return optuna.storages.RDBStorage(
-                with_driver(url), engine_kwargs=engine, heartbeat_interval=heartbeat_interval_s,
-                grace_period=grace_period_s, **{callback_kw: retry_callback(max_retry)})
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna
+                    return optuna.storages.RDBStorage(
+                        with_driver(url), engine_kwargs=engine,
+                        heartbeat_interval=heartbeat_interval_s, grace_period=grace_period_s,
+                        **{callback_kw: retry_callback(max_retry)})
+            except Exception as exc:  # workers starting together race to create the schema
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ImportError as exc:
         raise SparseyConfigError(
             f"hpo.storage: cannot open '{shown_url(url)}': database driver not installed "
