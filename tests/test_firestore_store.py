@@ -192,3 +192,36 @@ def test_valid_key_file_is_checked_and_names_the_project(
         assert key["private_key_id"] not in repr(vars(store))
     finally:
         store.close()
+
+
+def test_batch_documents_are_committed_in_atomic_groups(firestore_env: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each commit holds at most MAX_COMMIT_WRITES documents (500 in Firestore; 4 here)."""
+    from sparsey_hydra.stores import firestore_store
+
+    monkeypatch.setattr(firestore_store, "MAX_COMMIT_WRITES", 4)
+    store = _open(firestore_env, batch_size=1)
+    commits: list[int] = []
+    make_batch = store.client.batch
+
+    def counting_batch() -> Any:
+        batch = make_batch()
+        commit = batch.commit
+
+        def counted(**kw: Any) -> Any:
+            commits.append(len(batch._write_pbs))
+            return commit(**kw)
+
+        batch.commit = counted
+        return batch
+
+    try:
+        exp = store.start_experiment("e", "train", {}, seed=0)
+        monkeypatch.setattr(store.client, "batch", counting_batch)
+        store.log_steps(exp, [("train", i, 1, "m", float(i)) for i in range(10)])
+        store.log_steps(exp, [("eval", 0, 1, "m", None)])
+        assert commits == [4, 4, 2, 1]
+        assert sorted(d["seq"] for d in _raw(store, "batches")) == list(range(11))
+        assert [r["step"] for r in store.step_metrics(exp)] == [*range(10), 0]
+    finally:
+        store.close()

@@ -63,6 +63,8 @@ from sparsey_hydra.stores.base import StepRow, StoreParams, check_status, first_
 EMULATOR_ENV = "FIRESTORE_EMULATOR_HOST"
 MAX_DOC_BYTES = 1_048_576  # Firestore's document size limit (1 MiB)
 MAX_BATCH_ROWS = 5_000
+MAX_COMMIT_WRITES = 500  # Firestore's limit on writes per commit
+MAX_COMMIT_BYTES = 9 * MAX_DOC_BYTES  # under the 10 MiB request limit, with headroom
 EMULATOR_PROJECT = "demo-sparsey-hydra"
 _RESERVED_ID = re.compile(r"^__.*__$")
 
@@ -366,9 +368,23 @@ class FirestoreStore:
             return
         experiment_id = str(experiment_id)
         docs = self._batch_docs(experiment_id, rows, self._next_seq(experiment_id))
-        for doc_id, data in docs:
-            self._col("batches").document(doc_id).create(data, **self._io())
-            self._seq[experiment_id] = data["seq"] + 1
+        # One atomic commit per group of documents (Firestore takes ≤ 500 writes and ~10 MiB
+        # per commit), so a failure never leaves half of a group behind.
+        group: list[tuple[str, dict[str, Any]]] = []
+        size = 0
+        for doc_id, data in [*docs, ("", {})]:
+            doc_size = document_size(self.names.batches, doc_id, data) if doc_id else 0
+            if group and (not doc_id or len(group) == MAX_COMMIT_WRITES
+                          or size + doc_size > MAX_COMMIT_BYTES):
+                batch = self.client.batch()
+                for gid, gdata in group:
+                    batch.create(self._col("batches").document(gid), gdata)
+                batch.commit(**self._io())
+                self._seq[experiment_id] = group[-1][1]["seq"] + 1
+                group, size = [], 0
+            if doc_id:
+                group.append((doc_id, data))
+                size += doc_size
 
     def finish_experiment(self, experiment_id: str, status: str,
                           summary: dict[str, Any] | None, error: str | None = None) -> None:
