@@ -9,7 +9,9 @@ Layout (collection names configurable under `collections`):
   summary, hpo_run_id, order (creation order in µs: timestamps of quick writes can tie)
 - `batches/{experiment id}-{seq}`: experiment_id, seq, n and the step rows as five parallel
   arrays (phase, step, layer, metric, value) of at most `batch_size` rows, split further
-  until the document's size (computed by Firestore's published formula) is under 1 MiB
+  until the document's size (computed by Firestore's published formula) is under 1 MiB;
+  one `log_steps` call's documents are committed atomically, in groups of at most 500 writes
+  and 9 MiB
 - `models/{name}@v{version}`: name, version, path, sha256, config, metrics_summary,
   experiment_id, created_at
 - `model_registry/{name}`: name, latest_version, versions, updated_at
@@ -28,9 +30,9 @@ variable is set, the key file is loaded and checked with the emulator too.
 Tested against `@firestore-emulator/server` 0.3.15 on loopback. What that emulator leaves
 untested here, and real Firestore does differently or in addition:
 
-- the 1 MiB document limit and the 40,000 index entries limit are not enforced by the
-  emulator (the size check here is tested on its own; batch_size is capped at 5,000 rows so
-  the five arrays stay under the index-entry limit);
+- the 1 MiB document limit, the 10 MiB commit limit and the 40,000 index entries limit are
+  not enforced by the emulator (the size checks here are tested on their own; batch_size
+  is capped at 5,000 rows so the five arrays stay under the index-entry limit);
 - transaction conflicts: `add_model` runs in a transaction, which real Firestore retries
   when two writers race for the same version; the emulator never detects a conflict;
 - authentication, security rules, IAM and quota errors (real credentials are only parsed);
