@@ -166,3 +166,18 @@ def test_end_of_run_summary_shows_every_configured_metric_per_layer() -> None:
                    if "│" in line) == 2, name  # one row per phase
     assert s["layers"][0]["basis_set_mean"] is None  # not a fake 0 when nothing was learned
     assert all(math.isnan(v) is False for v in s["eval"]["metrics"]["num_activations"])
+
+
+def test_summary_gives_each_metric_its_best_value_comparison() -> None:
+    frames = random_images(5, (8, 8), density=0.3, seed=8)
+    t, blocks, _ = trainer_for(two_layer_model(), metrics())
+    t.train(frames)
+    best = t.summary()["train"]["best"]
+    assert best["num_activations"]["best_value"] == "min_by_layerwise_mean"
+    assert best["familiarity"]["best_value"] == "max_by_layerwise_mean"
+    assert "match_accuracy" not in best  # undefined in training
+    # avg(X) by hand from the stored MAC rows: per layer the mean over frames and MACs
+    rows = [r for b in blocks for r in b.rows("mac") if r[3].startswith("num_activations/")]
+    per_layer = [[r[4] for r in rows if r[2] == ell] for ell in (1, 2)]
+    expected = sum(sum(v) / len(v) for v in per_layer) / 2
+    assert best["num_activations"]["avg_by_layerwise_mean"] == pytest.approx(expected)

@@ -356,7 +356,22 @@ class MetricRecorder:
         for phase, st in self.stats.items():
             out[phase] = {"frames": st.frames, "seconds": st.seconds,
                           "frames_per_second": st.frames / st.seconds if st.seconds else None,
-                          "metrics": st.layer_means(), "model_metrics": st.model_means()}
+                          "metrics": st.layer_means(), "model_metrics": st.model_means(),
+                          "best": self._best(st)}
+        return out
+
+    def _best(self, st: PhaseStats) -> dict[str, dict[str, Any]]:
+        """Per metric, avg(X) — the mean over layers of each layer's mean over frames and
+        MACs — and its `best_value`: what runs are compared by (`reduction.is_better`)."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.metrics:
+            if m.name not in st.mac_sum:
+                continue
+            means = [float(s.sum()) / float(c.sum()) for s, c in
+                     zip(st.mac_sum[m.name], st.mac_count[m.name], strict=True)
+                     if float(c.sum()) > 0]
+            out[m.name] = {"avg_by_layerwise_mean": sum(means) / len(means) if means else None,
+                           "best_value": m.params.best_value}
         return out
 
     def training_state(self) -> dict[str, Any]:
