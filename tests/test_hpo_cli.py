@@ -233,7 +233,9 @@ def test_example_reproduces_the_readme_experiment_and_draws_the_figure(tmp_path:
     """examples/basis_set_growth: the study, then basis-set size against radius."""
     script = Path(__file__).resolve().parents[1] / "examples" / "basis_set_growth" / "run.sh"
     env = sparsey_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                      WANDB_MODE="disabled")
+                      WANDB_MODE="offline", WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"),
+                      WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+                      WANDB_DATA_DIR=str(tmp_path / "wandb-data"))
     proc = subprocess.run(["bash", str(script), str(tmp_path / "work"), "3", "dataset.limit=60",
                            "hpo.plots=false", "trainer.progress=false"],
                           env=env, capture_output=True, text=True, timeout=HANG_LIMIT_S)
@@ -242,3 +244,7 @@ def test_example_reproduces_the_readme_experiment_and_draws_the_figure(tmp_path:
     assert fig.is_file() and fig.stat().st_size > 10_000
     assert "saved" in proc.stdout and "(3 trials)" in proc.stdout
     assert "radius " in proc.stdout and "basis-set size per MAC" in proc.stdout
+    # W&B runs grouped by study: RunRecord.run_group (protobuf field 6) in each offline run
+    group = b"\x32" + bytes([len(b"readme_basis_set")]) + b"readme_basis_set"
+    runs = list((tmp_path / "work").rglob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 3 and all(group in r.read_bytes() for r in runs)

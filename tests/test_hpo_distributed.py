@@ -7,6 +7,7 @@ SIGKILL; the joblib and submitit_local launchers run trials in their own process
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import resource
@@ -68,20 +69,24 @@ def test_three_workers_share_one_study_and_survive_a_sigkilled_worker(
                                       stderr=subprocess.STDOUT, text=True,
                                       stdin=subprocess.DEVNULL))
     url = pg_url(postgres_server, pg_database)
-    victim, killed_trial = procs[0], None
+    victim, killed = procs[0], False
     deadline = time.monotonic() + HANG_LIMIT_S
-    while killed_trial is None and time.monotonic() < deadline and victim.poll() is None:
+    watch = None
+    while not killed and time.monotonic() < deadline and victim.poll() is None:
         try:
-            trials = optuna.load_study(study_name="shared", storage=url).get_trials()
+            watch = watch or optuna.load_study(study_name="shared", storage=url)
+            trials = watch.get_trials()
         except KeyError:  # not created yet
             trials = []
-        mine = [t for t in trials if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid]
-        running = [t for t in mine if t.state == TrialState.RUNNING]
-        if running and any(t.state == TrialState.COMPLETE for t in trials):
-            killed_trial = running[0]
-            victim.send_signal(signal.SIGKILL)
-        time.sleep(0.2)
-    assert killed_trial is not None, "worker 0 never ran a trial while others finished one"
+        now = datetime.datetime.now()
+        started = [t for t in trials if t.state == TrialState.RUNNING
+                   and (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
+                   and (now - t.datetime_start).total_seconds() < 0.3]  # a trial takes > 1 s
+        if started and any(t.state == TrialState.COMPLETE for t in trials):
+            victim.send_signal(signal.SIGKILL)  # mid-trial
+            killed = True
+        time.sleep(0.05)
+    assert killed, "worker 0 never started a trial after another worker finished one"
     victim.wait()
     victim.stdout.close()
     outputs = []
@@ -96,8 +101,9 @@ def test_three_workers_share_one_study_and_survive_a_sigkilled_worker(
     assert len(complete) == 12 and counts(trials) == (12, 0, 0)
     assert len({t.number for t in trials}) == len(trials)
     assert len({tuple(sorted(t.params.items())) + (t.number,) for t in complete}) == 12
-    dead = next(t for t in trials if t.number == killed_trial.number)
-    assert dead.state == TrialState.FAIL
+    (dead,) = [t for t in trials if t.user_attrs["worker"]["pid"] == victim.pid
+               and t.state != TrialState.COMPLETE]  # the trial it was killed in
+    assert dead.state == TrialState.FAIL and "error" not in dead.user_attrs
     retry = [t for t in complete if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retry) == 1 and retry[0].params == dead.params
     assert any(f"trial(s) [{dead.number}] lost their worker" in o for o in outputs)
@@ -155,7 +161,7 @@ def test_joblib_runs_two_trials_at_once(tmp_path: Path) -> None:
     busy = max(e for _, _, e in spans.values()) - min(s for _, s, _ in spans.values())
     # both cores: the workers' CPU time (imports included) exceeds the time trials ran
     print(f"joblib n_jobs=2: {cpu:.1f} CPU-s while trials ran for {busy:.1f} s")
-    assert cpu > 1.2 * busy, (cpu, busy)
+    assert cpu > 1.1 * busy, (cpu, busy)
 
 
 def test_submitit_local_runs_a_sweep_to_completion(tmp_path: Path) -> None:

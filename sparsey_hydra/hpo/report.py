@@ -73,6 +73,9 @@ def train_command(out_dir: Path, stem: str) -> str:
 def network_yaml(network: dict[str, Any], name: str, header: list[str]) -> str:
     net = dict(network)
     net["name"] = name
+    keep = net.get("num_layers")
+    if isinstance(keep, int) and isinstance(net.get("layers"), list):
+        net["layers"] = net["layers"][:keep]  # what was trained: the first num_layers
     body = OmegaConf.to_yaml(OmegaConf.create(net), sort_keys=False)
     return "".join(f"# {line}\n" for line in header) + body
 

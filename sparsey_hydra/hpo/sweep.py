@@ -162,6 +162,11 @@ class StudySweep:
             self.stores.finish_hpo_run(self.hpo_run, "failed", None,
                                        error=f"{type(exc).__name__}: {exc}")
             self.stores.close()
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: a message, not a traceback
+                _say(f"[hpo] interrupted; the running trial(s) were failed and their points "
+                     f"queued again; rerun the same command to resume study "
+                     f"'{self.hpo.study_name}'")
+                sys.exit(130)
             raise
         ok = summary.get("complete", 0) > 0
         self.stores.finish_hpo_run(self.hpo_run, "completed" if ok else "failed", summary,
@@ -215,6 +220,8 @@ class StudySweep:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "heartbeat is meant for optimize()"
                     trial = self.study.ask(fixed_distributions=self.space)
+                if trial.user_attrs.get("interrupted"):  # copied from the trial it retries
+                    trial.set_user_attr("interrupted", None)
                 trial.set_user_attr("worker", worker_id())
                 trial.set_user_attr("hpo_run",
                                     {k: v for k, v in self.hpo_run.items() if v is not None})
