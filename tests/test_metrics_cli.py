@@ -113,6 +113,10 @@ def test_evaluate_by_name_on_other_images_leaves_the_model_untouched(
          f"error: model_version: model '{NAME}' has no version 4; known versions: 1 "
          "(or leave model_version unset for the latest)"),
         (("model_name=nope",), f"error: model_name: unknown model 'nope'; known models: {NAME}"),
+        ((f"model_name={NAME}", "dataset=digits"),
+         f"error: dataset: items are (8, 8) after preprocessing but model '{NAME}' v1 takes "
+         "(28, 28); add a resize transform (e.g. preprocessing=resize_binarize) or use its "
+         "dataset"),
     ]:
         bad = run_sparsey(trained, "+experiment=evaluate", *args, run_dir="bad")
         assert bad.returncode == 2 and error_lines(bad) == [message], bad.explain()
