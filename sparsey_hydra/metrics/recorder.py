@@ -394,9 +394,15 @@ def save_training_record(recorder: MetricRecorder, model_path: str | Path) -> Pa
     """Keep what evaluating the model later needs (the training memory, basis sets, plots'
     data) beside it; the model file itself is not touched."""
     path = training_record_path(model_path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(recorder.training_state(), tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:  # written in full, flushed, then renamed: atomic
+            torch.save(recorder.training_state(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
