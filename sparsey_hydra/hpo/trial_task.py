@@ -40,6 +40,7 @@ class TrialTask:
             # Who ran it and when: how a reader of the logs sees trials run in parallel.
             print(f"[trial {trial['number']}] host {socket.gethostname()} pid {os.getpid()} "
                   f"start {time.time():.3f}", flush=True)
+            cpu = time.process_time()
             try:
                 return self.task_function(cfg)
             except Exception as exc:  # the sweeper gets one line; the log keeps the trace
@@ -49,4 +50,5 @@ class TrialTask:
                     traceback.print_exc(file=fh)
                 raise
             finally:
-                print(f"[trial {trial['number']}] end {time.time():.3f}", flush=True)
+                print(f"[trial {trial['number']}] end {time.time():.3f} "
+                      f"cpu {time.process_time() - cpu:.3f}", flush=True)
