@@ -23,6 +23,21 @@ def config_dir() -> str:
 
 
 LAUNCH_DIR = os.getcwd()
+#: Keys under these prefixes may be set even where the chosen option leaves them at their
+#: defaults (a layer lists only what it changes): `network.layers.0.sigmoid_phi=0.3` works
+#: without Hydra's `+`. A misspelt key still fails, in the layer's own validation.
+OPEN_PREFIXES = ("network.layers.",)
+
+
+def open_overrides(args: list[str]) -> list[str]:
+    """Rewrite plain `network.layers.N.KEY=V` overrides as Hydra's add-or-override `++`."""
+    out = []
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if "=" in arg and key.startswith(OPEN_PREFIXES) and not key.startswith(("+", "~")):
+            arg = "++" + arg
+        out.append(arg)
+    return out
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -50,6 +65,7 @@ def main() -> None:
         print(f"error: {secret}", file=sys.stderr)
         sys.exit(2)
     exit_on_unknown_options(sys.argv[1:], config_dir())
+    sys.argv[1:] = open_overrides(sys.argv[1:])
     _main()
 
 
