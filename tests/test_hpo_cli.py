@@ -75,6 +75,9 @@ def test_basis_set_growth_six_trials_and_the_best_yaml_trains_again(tmp_path: Pa
     best = s.best_trial
     assert f"[hpo] best value {best.value:.6g} (minimize) at trial {best.number}" in res.stdout
     assert "L0.receptive_field_radius=" in res.stdout.split("[hpo] best params:")[1]
+    model = f"basis_set_growth-trial{best.number}"  # each trial's model has its own name
+    assert best.user_attrs["model"] == {"name": model, "version": 1}
+    assert f"[hpo] best trial's model: {model} v1" in res.stdout
 
     out = tmp_path / "hpo_results" / "basis_set_growth"
     net_yaml = out / "network" / "basis_set_growth_best.yaml"

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_helpers import HANG_LIMIT_S, QUIET, assert_completed, command, run_sparsey, sparsey_env
+from cli_helpers import (
+    HANG_LIMIT_S,
+    QUIET,
+    assert_completed,
+    command,
+    models,
+    run_sparsey,
+    sparsey_env,
+)
 from optuna.trial import TrialState
 
 from sparsey_hydra.hpo.study import counts
@@ -147,6 +155,9 @@ def test_joblib_runs_two_trials_at_once(tmp_path: Path) -> None:
     assert "2 at a time" in res.stdout
     study = optuna.load_study(study_name="par", storage=f"sqlite:///{tmp_path / 'sparsey.db'}")
     assert counts(study.get_trials()) == (4, 0, 0)
+    # one registry name per trial: parallel trials do not race for one name's next version
+    assert sorted((m["name"], m["version"]) for m in models(tmp_path)) == [
+        (f"par-trial{n}", 1) for n in range(4)]
     spans = _intervals(tmp_path / "sweep")
     assert sorted(spans) == [0, 1, 2, 3]
     sweeper = {t.user_attrs["worker"]["pid"] for t in study.trials}

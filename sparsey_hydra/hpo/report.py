@@ -114,6 +114,10 @@ def final_report(study: optuna.Study, out_dir: Path, storage_shown: str,
         print_fn(f"[hpo] best value {_fmt(best.value)} "
                  f"({study.directions[0].name.lower()}) at trial {best.number}")
         print_fn(f"[hpo] best params: {params_text(best.params)}")
+        model = best.user_attrs.get("model") or {}
+        if model.get("name"):
+            print_fn(f"[hpo] best trial's model: {model['name']} v{model.get('version')} "
+                     f"(sparsey +experiment=evaluate model_name={model['name']})")
         _print_network(best, path, out_dir, f"{name}_best", print_fn)
         _write(out_dir / "best.yaml", OmegaConf.to_yaml(OmegaConf.create(summary)))
     else:

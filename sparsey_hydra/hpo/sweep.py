@@ -274,7 +274,15 @@ class StudySweep:
     def _overrides(self, trial: optuna.Trial) -> list[str]:
         info = {"study": self.hpo.study_name, "number": trial.number,
                 "hpo_run": {k: v for k, v in self.hpo_run.items() if v is not None}}
-        return [*self.fixed, *trial_overrides(trial.params, self.written),
+        # One registry name per trial: trials running at once (joblib, other workers) would
+        # race for the next version of one shared name, and each trial's model stays findable.
+        base = OmegaConf.select(self.config, "model_name", default=None)
+        for override in self.fixed:
+            if override.lstrip("+").startswith("model_name="):
+                base = override.split("=", 1)[1]
+        model = f"{base or self.hpo.study_name}-trial{trial.number}"
+        return [*(o for o in self.fixed if not o.lstrip("+").startswith("model_name=")),
+                *trial_overrides(trial.params, self.written), f"model_name={format_value(model)}",
                 f"++hpo.trial={_dict_value(info)}"]
 
     def _launch(self, batch: list[optuna.Trial]) -> list[tuple[Any, str | None, Any]]:
