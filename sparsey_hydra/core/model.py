@@ -253,6 +253,10 @@ class SparseyModel:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("format") != FORMAT_VERSION:
+            raise SparseyConfigError(
+                f"the model file has format {state.get('format')!r}, this version reads "
+                f"format {FORMAT_VERSION}; retrain it with this version of sparsey-hydra")
         if len(state["layers"]) != len(self.layers):
             raise ValueError("saved model has a different number of layers")
         for layer, st in zip(self.layers, state["layers"], strict=True):
