@@ -172,6 +172,39 @@ def test_sigkill_then_the_same_command_resumes_without_repeats_or_losses(tmp_pat
     assert statuses == ["failed", "completed"]
 
 
+def test_ctrl_c_is_one_line_and_the_rerun_runs_the_interrupted_point(tmp_path: Path) -> None:
+    """Ctrl-C mid-trial: no traceback, exit 130, the running trial FAILED with its point
+    queued; the same command then finishes the study with that point."""
+    args = [*command(), "-m", "hpo=basis_set_growth", "hpo.n_trials=3", "hpo.study_name=int",
+            *FAST, *QUIET, "hydra.sweep.dir=sweep"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=sparsey_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + HANG_LIMIT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        done, running = _finished(tmp_path / "sparsey.db", "int")
+        if done >= 1 and running:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=HANG_LIMIT_S)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert "[hpo] interrupted; the running trial(s) were failed" in out
+    trials = study(tmp_path, "int").get_trials(deepcopy=False)
+    (cut,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert cut.user_attrs["interrupted"] == "the sweep was interrupted"
+    (queued,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.params == cut.params
+
+    res = run_sparsey(tmp_path, *args[len(command()):], quiet=False, run_dir=None)
+    assert_completed(res)
+    trials = study(tmp_path, "int").get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and "3 complete, 0 failed" in res.stdout
+    assert [t.params for t in complete if t.number == queued.number] == [cut.params]
+
+
 def test_grid_2x3_runs_six_distinct_trials_and_invalid_points_fail_alone(tmp_path: Path
                                                                          ) -> None:
     """Must show: grid search over a 2×3 space runs exactly 6 distinct trials (n_trials is
