@@ -46,8 +46,8 @@ def familiarity(
 
 def expansivity(g: torch.Tensor, p: CSAParams) -> torch.Tensor:
     """η = 1 + χ·K·ĝ^γ with ĝ the familiarity above the floor G⁻ (canonical, [SC])."""
-    g_hat = ((g - p.min_familiarity) / (1.0 - p.min_familiarity)).clamp(min=0.0)
-    return 1.0 + p.sigmoid_chi * p.num_neurons * g_hat.pow(p.familiarity_exponent)
+    g_hat = ((g - p.min_familiarity) / (1.0 - p.min_familiarity)).clamp_(min=0.0)
+    return g_hat.pow_(p.familiarity_exponent).mul_(p.sigmoid_chi * p.num_neurons).add_(1.0)
 
 
 def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams) -> torch.Tensor:
@@ -58,17 +58,18 @@ def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams) -> torch.T
         return eta_sp[..., None, None] / (1 + torch.exp(-p.sigmoid_lambda * v + p.sigmoid_phi)) \
             + COMPAT_EPSILON
     eta = expansivity(g, p)[..., None, None]
-    sig = torch.sigmoid(p.sigmoid_lambda * (v - p.sigmoid_phi))
-    if p.mu_form == "paper":
-        mu = 1.0 + (eta - 1.0) * sig
-        top = eta.expand_as(mu)
-    elif p.mu_form == "floor":
-        mu = torch.clamp(eta * sig, min=p.mu_floor)
-        top = eta.clamp(min=p.mu_floor).expand_as(mu)
+    sig = (v - p.sigmoid_phi).mul_(p.sigmoid_lambda).sigmoid_()
+    if p.mu_form == "floor":
+        if p.v_hi is not None:
+            # V ≥ V_hi takes μ = max(η, μ_floor): exactly what σ = 1 gives in the floor form.
+            sig.masked_fill_(v >= p.v_hi, 1.0)
+        mu = (sig * eta).clamp_(min=p.mu_floor)
+    elif p.mu_form == "paper":
+        mu = (eta - 1.0) * sig + 1.0
+        if p.v_hi is not None:
+            mu = torch.where(v >= p.v_hi, eta.expand_as(mu), mu)
     else:
         raise ValueError(f"mu_form must be one of {MU_FORMS}, got '{p.mu_form}'")
-    if p.v_hi is not None:
-        mu = torch.where(v >= p.v_hi, top, mu)
     if p.v_lo > 0:
         mu = torch.where(v < p.v_lo, torch.full_like(mu, p.mu_floor), mu)
     return mu
@@ -81,8 +82,8 @@ def sample_winners(mu: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     same draw as comparing the CDF of ρ with u, with one division fewer.
     """
     cdf = torch.cumsum(mu, dim=-1)
-    winners = (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
-    return winners.clamp_(max=mu.shape[-1] - 1)
+    # u < 1, so u·Σμ ≤ Σμ = the last CDF entry: the count is at most K − 1.
+    return (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
 
 
 def argmax_winners(v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

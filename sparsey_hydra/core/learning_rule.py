@@ -133,8 +133,11 @@ class HebbianRule:
             self.age.view(-1).index_fill_(0, pos, 0)
             self.counts.index_copy_(0, rows, (store.index_select(0, rows) > 0).sum(
                 dim=-1, dtype=torch.float32))
-        store[PAD_ROW].zero_()
-        self.frozen_store |= self.counts >= self.freeze_at
+        if not self.compact:
+            store[PAD_ROW].zero_()  # the masked writes went to the pad row
+        # Only rows that learnt can reach θ_sat (they were not frozen: the latch is set here).
+        self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
+        self.frozen_store[PAD_ROW] = True
 
     def _ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
