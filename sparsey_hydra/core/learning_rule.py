@@ -54,6 +54,7 @@ class HebbianRule:
         self.counts = torch.zeros(rows, device=device)
         self.compact = self.store.device.type == "cpu"  # nonzero() would sync a GPU
         self._ones_buffer = torch.ones(0, device=device)
+        self._macs = torch.zeros(0, 1, dtype=torch.long, device=device)
         self.freeze_at = freeze_count(saturation_threshold, cells)
         self.permanence_steps = permanence_steps
         self.permanence_convexity = permanence_convexity
@@ -84,6 +85,7 @@ class HebbianRule:
         whole.counts = torch.cat([r.counts for r in rules])
         whole.compact = first.compact
         whole._ones_buffer = first._ones_buffer
+        whole._macs = first._macs
         for r, lo in zip(rules, offsets, strict=True):
             hi = lo + r.store.shape[0]
             r.store, r.frozen_store, r.counts = (whole.store[lo:hi], whole.frozen_store[lo:hi],
@@ -115,12 +117,13 @@ class HebbianRule:
         frozen = self.frozen_store.index_select(0, rows.view(-1)).view(num_macs, fan_in)
         learns = ~(frozen | inactive)
         if self.compact:
-            # On the CPU only the learning slots are touched (a fraction of the padded table).
-            slot = learns.view(-1).nonzero().squeeze(1)
-            rows = rows.view(-1).index_select(0, slot)
-            cells = cells.index_select(0, torch.div(slot, fan_in, rounding_mode="floor"))
+            # On the CPU only the learning slots are touched (a fraction of the padded table);
+            # masked_select compacts about twice as fast as nonzero + index_select.
+            macs = torch.masked_select(self._mac_index(num_macs), learns)
+            rows = torch.masked_select(rows, learns).long()
+            cells = cells.index_select(0, macs)
         else:
-            rows = rows.masked_fill(~learns, PAD_ROW).view(-1)
+            rows = rows.masked_fill(~learns, PAD_ROW).view(-1).long()
             cells = cells.repeat_interleave(fan_in, dim=0)
         pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
         if self.age is None:
@@ -138,6 +141,12 @@ class HebbianRule:
         # Only rows that learnt can reach θ_sat (they were not frozen: the latch is set here).
         self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
+
+    def _mac_index(self, num_macs: int) -> torch.Tensor:
+        """0 … M−1 as an M×1 column (cached), broadcast against the M×J slot mask."""
+        if self._macs.shape[0] != num_macs:
+            self._macs = torch.arange(num_macs, device=self.store.device).unsqueeze(1)
+        return self._macs
 
     def _ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""

@@ -21,7 +21,10 @@ import torch
 
 from sparsey_hydra.core.csa import familiarity, sample_winners, selection_weights
 from sparsey_hydra.core.learning_rule import HebbianRule
-from sparsey_hydra.core.sparsey_layer import INACTIVE, SparseyLayer
+from sparsey_hydra.core.sparsey_layer import SparseyLayer
+
+#: the code table's "no input here" value; int32 tables halve the per-tick index traffic
+NONE32 = -(1 << 30)
 
 
 def fusable(layers: Sequence[object]) -> bool:
@@ -68,8 +71,10 @@ class Wavefront:
             cm = torch.arange(layer.lower_cms)
             source[lo:hi, :layer.fan_in] = (rows.unsqueeze(-1) * self.num_cms + cm).reshape(
                 layer.num_macs, layer.fan_in)
-        self.base = base.to(self.device)
-        self.source = source.reshape(-1).to(self.device)
+        if int(base.max()) >= -NONE32:
+            raise ValueError("network too large for the fused loop's int32 row tables")
+        self.base = base.to(self.device, torch.int32)
+        self.source = source.reshape(-1).to(self.device, torch.int32)
         self.fan_in = fan_in
         self.cm_offset = first.cm_offset
 
@@ -89,11 +94,12 @@ class Wavefront:
             n_safe[ell:ell + frames, lo:hi] = n.clamp(min=1.0)
             uniform[ell:ell + frames, lo:hi] = u
         inactive = ~active.unsqueeze(-1)
-        table = torch.full((self.pad_row + 1, q), INACTIVE, dtype=torch.long, device=dev)
+        pixels = torch.where(pixels >= 0, 0, NONE32).to(torch.int32)
+        table = torch.full((self.pad_row + 1, q), NONE32, dtype=torch.int32, device=dev)
         flat_table = table.view(-1)
         pixel_column = table[:self.num_pixels, 0]
         codes_column = table[self.num_pixels:self.pad_row]
-        none = torch.tensor(INACTIVE, device=dev)
+        none = torch.tensor(NONE32, dtype=torch.int32, device=dev)
         cells_out = torch.empty(ticks, g_all, q, dtype=torch.long, device=dev)
         g_out = torch.empty(ticks, g_all, device=dev)
         p, rule, base, source = self.params, self.rule, self.base, self.source
@@ -101,13 +107,13 @@ class Wavefront:
             if tick < frames:
                 pixel_column.copy_(pixels[tick])
             elif tick == frames:
-                pixel_column.fill_(INACTIVE)
+                pixel_column.fill_(NONE32)
             rows = (base + flat_table.index_select(0, source).view(g_all, -1)).clamp_(min=0)
             u = torch.nn.functional.embedding_bag(rows, rule.store, mode="sum")
             v, g = familiarity(u, n_safe[tick], p)
             cells = sample_winners(selection_weights(v, g, p), uniform[tick]) + self.cm_offset
             rule.update(rows, inactive[tick], cells)
-            torch.where(inactive[tick], none, cells, out=codes_column)
+            torch.where(inactive[tick], none, cells.to(torch.int32), out=codes_column)
             cells_out[tick] = cells
             g_out[tick] = g
         cells_per_layer, g_per_layer = [], []
