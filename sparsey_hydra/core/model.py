@@ -233,8 +233,8 @@ class SparseyModel:
         keys = self._dealt_draws(activity, [layer.num_cms * layer.num_neurons
                                             for layer in self.layers])
         y, outs = x, []
-        for layer, k in zip(self.layers, keys, strict=True):
-            out = layer.forward(y, False, self.generator, draws=k)
+        for layer, k, act in zip(self.layers, keys, activity, strict=True):
+            out = layer.forward(y, False, self.generator, draws=k, activity=act)
             out.inputs = None  # the B×M×J row table is not needed past this block
             outs.append(out)
             y = out.y

@@ -232,16 +232,21 @@ class SparseyLayer:
 
     # -- recognition and reference learning (batched over frames) -----------------------
     def forward(self, lower_y: torch.Tensor, learning: bool, generator: torch.Generator,
-                draws: torch.Tensor | None = None) -> LayerOutput:
+                draws: torch.Tensor | None = None,
+                activity: tuple[torch.Tensor, torch.Tensor] | None = None) -> LayerOutput:
         """Gate, CSA and code for every MAC of a batch (weights are not changed here).
 
         Draws come from `draws` (B×M×Q uniforms when learning, B×M×Q×K tie-break keys when
         recognising) or else from `generator`, one per active MAC in (frame, MAC) order.
+        `activity` = (active, n) when already known from `activity()`.
         """
         off = code_offsets(lower_y, self.lower_cms, self.lower_neurons)
         rows = self.input_rows(off)
-        n = (rows > PAD_ROW).sum(dim=-1).to(torch.float32)
-        active = self.gate(n)
+        if activity is None:
+            n = (rows > PAD_ROW).sum(dim=-1, dtype=torch.float32)
+            active = self.gate(n)
+        else:
+            active, n = activity
         u = self.summed_input(rows)
         v, g = familiarity(u, n.clamp(min=1.0), self.csa_params)
         q, k = self.num_cms, self.num_neurons
