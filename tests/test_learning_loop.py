@@ -125,3 +125,30 @@ def test_recognition_codes_do_not_depend_on_the_batch(shared_data):
     parts = [model.recognize(images[i:i + 5]) for i in range(0, 48, 5)]
     for ell in range(3):
         assert torch.equal(whole[ell].codes, torch.cat([p[ell].codes for p in parts]))
+
+
+def test_dense_and_gathered_recognition_agree(shared_data, monkeypatch):
+    import sparsey_hydra.core.sparsey_layer as sl
+
+    images = mnist(shared_data, 40)
+    model = build_model((28, 28), *three_layers(), seed=2)
+    model.learn_frames(images[:30])
+    state = model.generator.get_state()
+    monkeypatch.setattr(sl, "DENSE_MAX_WEIGHTS", 0)
+    assert not any(layer.uses_dense_recognition() for layer in model.layers)
+    gathered = model.recognize(images)
+    monkeypatch.setattr(sl, "DENSE_MAX_WEIGHTS", 2**40)
+    monkeypatch.setattr(sl, "DENSE_ADVANTAGE", 10**9)
+    assert all(layer.uses_dense_recognition() for layer in model.layers)
+    model.generator.set_state(state)
+    dense = model.recognize(images)
+    for a, b in zip(gathered, dense, strict=True):
+        assert torch.equal(a.codes, b.codes) and torch.equal(a.v, b.v)
+    model.learn_frames(images[30:])  # the cached dense layout follows new learning
+    model.generator.set_state(state)
+    after = model.recognize(images)
+    monkeypatch.setattr(sl, "DENSE_MAX_WEIGHTS", 0)
+    model.generator.set_state(state)
+    again = model.recognize(images)
+    for a, b in zip(after, again, strict=True):
+        assert torch.equal(a.codes, b.codes)

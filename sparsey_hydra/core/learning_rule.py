@@ -55,6 +55,7 @@ class HebbianRule:
         self.compact = self.store.device.type == "cpu"  # nonzero() would sync a GPU
         self._ones_buffer = torch.ones(0, device=device)
         self._macs = torch.zeros(0, 1, dtype=torch.long, device=device)
+        self.version = 0  # bumped by every change of W (caches of W check it)
         self.freeze_at = freeze_count(saturation_threshold, cells)
         self.permanence_steps = permanence_steps
         self.permanence_convexity = permanence_convexity
@@ -86,6 +87,7 @@ class HebbianRule:
         whole.compact = first.compact
         whole._ones_buffer = first._ones_buffer
         whole._macs = first._macs
+        whole.version = 0
         for r, lo in zip(rules, offsets, strict=True):
             hi = lo + r.store.shape[0]
             r.store, r.frozen_store, r.counts = (whole.store[lo:hi], whole.frozen_store[lo:hi],
@@ -109,6 +111,7 @@ class HebbianRule:
         cells: M×Q winner cell indices (q·K + k).
         """
         store, flat = self.store, self.store.view(-1)
+        self.version += 1
         if self.age is not None:
             self.age.add_(1).clamp_(max=self.permanence_steps)
             decayed = permanence(self.age, self.permanence_steps, self.permanence_convexity)
@@ -162,6 +165,7 @@ class HebbianRule:
         return st
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.version += 1
         self.weights.copy_(state["weights"])
         self.frozen.copy_(state["frozen"])
         if self.age is not None:

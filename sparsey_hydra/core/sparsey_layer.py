@@ -31,6 +31,11 @@ from sparsey_hydra.core.geometry import (
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
 
 GATE_TOLERANCE = 1e-9
+#: recognition uses a dense matmul with W laid out over the whole lower layer when that
+#: costs fewer than this many multiply-adds per gathered weight (BLAS vs random reads) ...
+DENSE_ADVANTAGE = 8
+#: ... and that layout stays below this many weights
+DENSE_MAX_WEIGHTS = 16 * 2**20
 #: the code offset of an inactive MAC: any row index plus this is < 0, i.e. the padding row
 INACTIVE = -(1 << 60)
 
@@ -219,6 +224,30 @@ class SparseyLayer:
         u = F.embedding_bag(rows.reshape(-1, self.fan_in), self.rule.store, mode="sum")
         return u.view(*rows.shape[:-1], -1)
 
+    def uses_dense_recognition(self) -> bool:
+        """Whether recognition is cheaper as Y_lower @ W_dense than as a gather of rows."""
+        cells = self.num_cms * self.num_neurons
+        dense = self.lower_macs * self.lower_cells * self.num_macs * cells
+        return dense <= DENSE_MAX_WEIGHTS and \
+            dense <= DENSE_ADVANTAGE * self.num_macs * self.fan_in * cells
+
+    def dense_weights(self) -> torch.Tensor:
+        """W laid out as (M_low·C_low)×(M·QK): row (j, c_low) holds MAC m's weights from lower
+        cell c_low of MAC j where j ∈ RF(m), zeros elsewhere. Cached until W changes."""
+        cached = getattr(self, "_dense", None)
+        if cached is not None and cached[0] == self.rule.version:
+            return cached[1]
+        cells = self.num_cms * self.num_neurons
+        r_max = self.rf_index.shape[1]
+        dense = torch.zeros(self.lower_macs + 1, self.lower_cells, self.num_macs, cells,
+                            device=self.device)
+        macs = torch.arange(self.num_macs, device=self.device).unsqueeze(1)
+        dense[self.rf_index, :, macs, :] = self.weights.view(
+            self.num_macs, r_max, self.lower_cells, cells)
+        dense = dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
+        self._dense = (self.rule.version, dense)
+        return dense
+
     def dense_input(self, out: LayerOutput) -> torch.Tensor:
         """The B×M×N binary input x of an output (for tests and inspection)."""
         rows = out.inputs
@@ -240,14 +269,22 @@ class SparseyLayer:
         recognising) or else from `generator`, one per active MAC in (frame, MAC) order.
         `activity` = (active, n) when already known from `activity()`.
         """
-        off = code_offsets(lower_y, self.lower_cms, self.lower_neurons)
-        rows = self.input_rows(off)
-        if activity is None:
-            n = (rows > PAD_ROW).sum(dim=-1, dtype=torch.float32)
-            active = self.gate(n)
-        else:
+        if not learning and activity is not None and self.uses_dense_recognition():
+            # The same weights summed in another order: equal to the gather for binary W
+            # (integer sums); with decay, float rounding may differ in the last bit.
             active, n = activity
-        u = self.summed_input(rows)
+            rows = None
+            u = (lower_y.reshape(lower_y.shape[0], -1) @ self.dense_weights()).view(
+                lower_y.shape[0], self.num_macs, -1)
+        else:
+            off = code_offsets(lower_y, self.lower_cms, self.lower_neurons)
+            rows = self.input_rows(off)
+            if activity is None:
+                n = (rows > PAD_ROW).sum(dim=-1, dtype=torch.float32)
+                active = self.gate(n)
+            else:
+                active, n = activity
+            u = self.summed_input(rows)
         v, g = familiarity(u, n.clamp(min=1.0), self.csa_params)
         q, k = self.num_cms, self.num_neurons
         if draws is None:

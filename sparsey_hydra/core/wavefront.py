@@ -116,6 +116,8 @@ class Wavefront:
             torch.where(inactive[tick], none, cells.to(torch.int32), out=codes_column)
             cells_out[tick] = cells
             g_out[tick] = g
+        for layer in self.layers:
+            layer.rule.version += 1  # their slices of the shared store changed
         cells_per_layer, g_per_layer = [], []
         for ell in range(depth):
             lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
