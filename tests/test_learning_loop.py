@@ -47,10 +47,13 @@ def reference(params, images, seed=3):
     return model, per_layer
 
 
-def chunked(params, images, chunks, seed=3, wavefront=True):
+def chunked(params, images, chunks, seed=3, wavefront=True, compact=True):
     model = build_model((28, 28), *params, seed=seed)
     if not wavefront:
         model.wavefront = None
+    for rule in [layer.rule for layer in model.layers] + (
+            [model.wavefront.rule] if model.wavefront else []):
+        rule.compact = compact  # compact=False: the GPU's masked path, run on the CPU
     outs, lo = [], 0
     for size in chunks:
         outs.append(model.learn_frames(images[lo:lo + size]))
@@ -85,6 +88,8 @@ def test_wavefront_and_layer_loop_equal_frame_by_frame(shared_data, saturation):
     assert_same(ref, chunked(params, images, [1, 7, 52]))
     assert_same(ref, chunked(params, images, [60], wavefront=False))
     assert_same(ref, chunked(params, images, [13, 47], wavefront=False))
+    assert_same(ref, chunked(params, images, [60], compact=False))
+    assert_same(ref, chunked(params, images, [60], wavefront=False, compact=False))
 
 
 def test_layer_loop_with_decay_equals_frame_by_frame(shared_data):
@@ -95,6 +100,7 @@ def test_layer_loop_with_decay_equals_frame_by_frame(shared_data):
     assert not fusable(ref[0].layers)  # decay ticks per layer: the per-layer loop runs
     assert_same(ref, chunked(params, images, [40]))
     assert_same(ref, chunked(params, images, [5, 35]))
+    assert_same(ref, chunked(params, images, [40], compact=False))
 
 
 def test_trainer_batch_1_and_64_give_identical_weights_and_codes(shared_data):

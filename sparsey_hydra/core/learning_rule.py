@@ -141,6 +141,7 @@ class HebbianRule:
                 dim=-1, dtype=torch.float32))
         if not self.compact:
             store[PAD_ROW].zero_()  # the masked writes went to the pad row
+            self.counts[PAD_ROW] = 0
         # Only rows that learnt can reach θ_sat (they were not frozen: the latch is set here).
         self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
