@@ -43,6 +43,9 @@ class Trainer:
             model, metrics, sinks=self.sinks, block_sinks=block_sinks or [],
             print_values=self.console.print if print_metric_values else None)
         self.stats: dict[str, PhaseStats] = self.recorder.stats
+        # A metric that is not `batchable` may read the weights, so it must run between each
+        # frame's forward pass and its update: then learning goes frame by frame.
+        self.per_frame = any(not m.batchable for m in metrics)
 
     # -- metric plumbing -----------------------------------------------------------------
     def _observe(self, phase: Phase, outs: list[LayerOutput], images: torch.Tensor) -> None:
@@ -70,8 +73,13 @@ class Trainer:
             for _ in range(self.num_epochs):
                 for lo in range(0, images.shape[0], chunk):
                     frames = images[lo:lo + chunk]
-                    outs = self.model.learn_frames(frames)
-                    self._observe("train", outs, frames)
+                    if self.per_frame:
+                        for i in range(frames.shape[0]):
+                            frame = frames[i:i + 1]
+                            self.model.learn_frame(
+                                frame, lambda outs, f=frame: self._observe("train", outs, f))
+                    else:
+                        self._observe("train", self.model.learn_frames(frames), frames)
                     elapsed = time.perf_counter() - start
                     bar.update(task, advance=frames.shape[0],
                                fps=self._frames("train") / elapsed if elapsed else 0.0)

@@ -25,6 +25,9 @@ class CodeEntropyParams(MetricParams):
 
 class CodeEntropy(Metric):
     name = "code_entropy"
+    # Reads only codes and its own counts, frame by frame in order: the trainer may hand it
+    # a block of frames after the fact and keep its fast learning loop.
+    batchable = True
 
     def __init__(self, params: CodeEntropyParams) -> None:
         super().__init__(params)
