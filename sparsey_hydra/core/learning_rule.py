@@ -54,7 +54,6 @@ class HebbianRule:
         self.counts = torch.zeros(rows, device=device)
         self.compact = self.store.device.type == "cpu"  # nonzero() would sync a GPU
         self._ones_buffer = torch.ones(0, device=device)
-        self._macs = torch.zeros(0, 1, dtype=torch.long, device=device)
         self.version = 0  # bumped by every change of W (caches of W check it)
         self.freeze_at = freeze_count(saturation_threshold, cells)
         self.permanence_steps = permanence_steps
@@ -86,7 +85,6 @@ class HebbianRule:
         whole.counts = torch.cat([r.counts for r in rules])
         whole.compact = first.compact
         whole._ones_buffer = first._ones_buffer
-        whole._macs = first._macs
         whole.version = 0
         for r, lo in zip(rules, offsets, strict=True):
             hi = lo + r.store.shape[0]
@@ -120,11 +118,10 @@ class HebbianRule:
         frozen = self.frozen_store.index_select(0, rows.view(-1)).view(num_macs, fan_in)
         learns = ~(frozen | inactive)
         if self.compact:
-            # On the CPU only the learning slots are touched (a fraction of the padded table);
-            # masked_select compacts about twice as fast as nonzero + index_select.
-            macs = torch.masked_select(self._mac_index(num_macs), learns)
-            rows = torch.masked_select(rows, learns).long()
-            cells = cells.index_select(0, macs)
+            # On the CPU only the learning slots are touched (a fraction of the padded table).
+            slot = learns.view(-1).nonzero().squeeze(1)
+            rows = rows.view(-1).index_select(0, slot).long()
+            cells = cells.index_select(0, torch.div(slot, fan_in, rounding_mode="floor"))
         else:
             rows = rows.masked_fill(~learns, PAD_ROW).view(-1).long()
             cells = cells.repeat_interleave(fan_in, dim=0)
@@ -145,12 +142,6 @@ class HebbianRule:
         # Only rows that learnt can reach θ_sat (they were not frozen: the latch is set here).
         self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
-
-    def _mac_index(self, num_macs: int) -> torch.Tensor:
-        """0 … M−1 as an M×1 column (cached), broadcast against the M×J slot mask."""
-        if self._macs.shape[0] != num_macs:
-            self._macs = torch.arange(num_macs, device=self.store.device).unsqueeze(1)
-        return self._macs
 
     def _ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
