@@ -44,15 +44,14 @@ class HebbianRule:
     def __init__(self, num_macs: int, input_size: int, cells: int,
                  saturation_threshold: float = 1.0, permanence_steps: int | None = None,
                  permanence_convexity: float = 1.0, device: torch.device | str = "cpu") -> None:
-        rows = 1 + num_macs * input_size
+        self.rows = 1 + num_macs * input_size
         self.shape = (num_macs, input_size, cells)
         self.cells = cells
-        self.store = torch.zeros(rows, cells, device=device)
-        self.frozen_store = torch.zeros(rows, dtype=torch.bool, device=device)
-        self.frozen_store[PAD_ROW] = True  # padding never learns and never counts
-        # Nonzero weights per row (float: exact far beyond any QK), for the freeze test.
-        self.counts = torch.zeros(rows, device=device)
-        self.compact = self.store.device.type == "cpu"  # nonzero() would sync a GPU
+        self.device = torch.device(device)
+        self._store: torch.Tensor | None = None  # allocated on first use (see `store`)
+        self._frozen: torch.Tensor | None = None
+        self._counts: torch.Tensor | None = None
+        self.compact = self.device.type == "cpu"  # nonzero() would sync a GPU
         self._ones_buffer = torch.ones(0, device=device)
         self.version = 0  # bumped by every change of W (caches of W check it)
         self.freeze_at = freeze_count(saturation_threshold, cells)
@@ -61,7 +60,31 @@ class HebbianRule:
         self.age: torch.Tensor | None = None
         if permanence_steps is not None:
             start = min(permanence_steps, VIRGIN_AGE)
-            self.age = torch.full((rows, cells), start, dtype=torch.int32, device=device)
+            self.age = torch.full((self.rows, cells), start, dtype=torch.int32, device=device)
+
+    # The row store, latch and counts are allocated lazily, so a model that fuses its layers
+    # into one shared store (the wavefront) never holds each layer's copy as well.
+    @property
+    def store(self) -> torch.Tensor:
+        """(1 + M·N)×QK weights, row 0 the zero pad row."""
+        if self._store is None:
+            self._store = torch.zeros(self.rows, self.cells, device=self.device)
+        return self._store
+
+    @property
+    def frozen_store(self) -> torch.Tensor:
+        """(1 + M·N) freeze latch; the pad row is always frozen (never learns)."""
+        if self._frozen is None:
+            self._frozen = torch.zeros(self.rows, dtype=torch.bool, device=self.device)
+            self._frozen[PAD_ROW] = True
+        return self._frozen
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Nonzero weights per row (float: exact far beyond any QK), for the freeze test."""
+        if self._counts is None:
+            self._counts = torch.zeros(self.rows, device=self.device)
+        return self._counts
 
     @classmethod
     def combined(cls, rules: list[HebbianRule]) -> tuple[HebbianRule, list[int]]:
@@ -73,23 +96,21 @@ class HebbianRule:
         offsets, total = [], 0
         for r in rules:
             offsets.append(total)
-            total += r.store.shape[0]
+            total += r.rows
         first = rules[0]
-        whole = cls.__new__(cls)
-        whole.shape = (1, total - 1, first.cells)
-        whole.cells = first.cells
+        whole = cls(1, total - 1, first.cells, device=first.device)
         whole.freeze_at = first.freeze_at
-        whole.permanence_steps, whole.permanence_convexity, whole.age = None, 1.0, None
-        whole.store = torch.cat([r.store for r in rules])
-        whole.frozen_store = torch.cat([r.frozen_store for r in rules])
-        whole.counts = torch.cat([r.counts for r in rules])
         whole.compact = first.compact
-        whole._ones_buffer = first._ones_buffer
-        whole.version = 0
         for r, lo in zip(rules, offsets, strict=True):
-            hi = lo + r.store.shape[0]
-            r.store, r.frozen_store, r.counts = (whole.store[lo:hi], whole.frozen_store[lo:hi],
-                                                 whole.counts[lo:hi])
+            hi = lo + r.rows
+            for name in ("_store", "_frozen", "_counts"):
+                own = getattr(r, name)
+                part = getattr(whole, name.lstrip("_").replace("frozen", "frozen_store"))[lo:hi]
+                if own is not None:
+                    part.copy_(own)
+                elif name == "_frozen":
+                    part[PAD_ROW] = True
+                setattr(r, name, part)
         return whole, offsets
 
     @property
