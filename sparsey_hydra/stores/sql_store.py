@@ -227,11 +227,16 @@ class SqlStore:
         error: str | None = None,
     ) -> None:
         """Close an HPO run with its status, its summary (e.g. the best trial) and any error."""
+        self._finish(hpo_runs_table, hpo_run_id, "HPO run", status, summary, error)
+
+    def _finish(self, table: Table, row_id: int, what: str, status: str,
+                summary: dict[str, Any] | None, error: str | None) -> None:
+        """Set a run's final status, summary, error and end time (experiments, HPO runs)."""
         check_status(status)
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(hpo_runs_table)
-                .where(hpo_runs_table.c.id == hpo_run_id)
+                update(table)
+                .where(table.c.id == row_id)
                 .values(
                     status=status,
                     summary=None if summary is None else _dumps(summary),
@@ -240,10 +245,11 @@ class SqlStore:
                 )
             )
             if result.rowcount == 0:
-                raise SparseyConfigError(f"unknown HPO run id {hpo_run_id}")
+                raise SparseyConfigError(f"unknown {what} id {row_id}")
 
     @staticmethod
-    def _hpo_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    def _run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+        """A run row as a dict: config and summary decoded from JSON, times in UTC."""
         out = dict(row)
         out["config"] = _loads(out["config"])
         out["summary"] = _loads(out["summary"])
@@ -263,7 +269,7 @@ class SqlStore:
             raise SparseyConfigError(
                 f"unknown HPO run id {hpo_run_id}; `list_hpo_runs()` shows the known ids"
             )
-        return self._hpo_dict(row)
+        return self._run_dict(row)
 
     def list_hpo_runs(self) -> list[dict[str, Any]]:
         """All HPO runs, oldest first."""
@@ -273,7 +279,7 @@ class SqlStore:
                 .mappings()
                 .all()
             )
-        return [self._hpo_dict(r) for r in rows]
+        return [self._run_dict(r) for r in rows]
 
     # -- experiments -------------------------------------------------------------------------
 
@@ -335,29 +341,7 @@ class SqlStore:
         error: str | None = None,
     ) -> None:
         """Close an experiment with its final status, summary and (if failed) the error."""
-        check_status(status)
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(experiments_table)
-                .where(experiments_table.c.id == experiment_id)
-                .values(
-                    status=status,
-                    summary=None if summary is None else _dumps(summary),
-                    error=error,
-                    ended_at=_now(),
-                )
-            )
-            if result.rowcount == 0:
-                raise SparseyConfigError(f"unknown experiment id {experiment_id}")
-
-    @staticmethod
-    def _experiment_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(row)
-        out["config"] = _loads(out["config"])
-        out["summary"] = _loads(out["summary"])
-        out["started_at"] = _utc(out["started_at"])
-        out["ended_at"] = _utc(out["ended_at"])
-        return out
+        self._finish(experiments_table, experiment_id, "experiment", status, summary, error)
 
     def get_experiment(self, experiment_id: int) -> dict[str, Any]:
         """One experiment as a dict, config and summary decoded from JSON."""
@@ -373,7 +357,7 @@ class SqlStore:
             raise SparseyConfigError(
                 f"unknown experiment id {experiment_id}; `list_experiments()` shows the known ids"
             )
-        return self._experiment_dict(row)
+        return self._run_dict(row)
 
     def list_experiments(self, hpo_run_id: int | None = None) -> list[dict[str, Any]]:
         """All experiments (or one HPO run's trials), oldest first."""
@@ -382,7 +366,7 @@ class SqlStore:
             query = query.where(experiments_table.c.hpo_run_id == hpo_run_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [self._experiment_dict(r) for r in rows]
+        return [self._run_dict(r) for r in rows]
 
     def step_metrics(self, experiment_id: int) -> list[dict[str, Any]]:
         """An experiment's step rows in insertion order (phase, step, layer, metric, value)."""
