@@ -13,8 +13,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, benchmarks and plugins."""
-    session.run("ruff", "check", "sparsey_hydra", "tests", "benchmarks", "plugins", "noxfile.py")
+    """ruff over the package, its Hydra plugins, tests, benchmarks, plugins and examples."""
+    session.run("ruff", "check", "sparsey_hydra", "hydra_plugins", "tests", "benchmarks", "plugins",
+                "examples", "noxfile.py")
 
 
 @nox.session(python=False)
