@@ -312,3 +312,24 @@ def test_12_upper_input_is_lower_output():
     assert n == 3 * a1.sum()  # each active lower MAC contributes Q_lower ones
     f = n / (model.layers[1].rf_size[0] * 3)
     assert math.isclose(float(f), float(a1.float().mean()))
+
+
+# Recognition ties (§3.8, §8, B4) -----------------------------------------------------------
+def test_recognition_breaks_ties_uniformly_at_random():
+    from sparsey_hydra.core.csa import argmax_winners
+
+    # Novel input on zero weights: V ≡ 0, every cell of every CM is tied.
+    model = build_model((8, 8), layer_params())
+    a = random_images(1, (8, 8), density=0.3, seed=13)
+    (out,) = model.recognize(a.expand(2000, 8, 8))
+    freq = torch.bincount(out.codes.reshape(-1), minlength=K).float() / out.codes.numel()
+    assert (freq - 1 / K).abs().max() < 4 * math.sqrt((1 / K) * (1 - 1 / K) / 20_000)
+    assert out.codes.unique(dim=0).shape[0] > 1  # not one code for every frame (B4)
+    # Partial ties: only the tied maxima can win, each about equally often.
+    v = torch.tensor([0.2, 0.9, 0.1, 0.9, 0.9]).expand(30_000, 5)
+    u = torch.rand(30_000, generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(argmax_winners(v, u), minlength=5)
+    assert counts[[0, 2]].sum() == 0
+    assert ((counts[[1, 3, 4]].float() / 30_000 - 1 / 3).abs() < 0.015).all()
+    assert torch.equal(argmax_winners(torch.tensor([[0.1, 0.7, 0.3]]), torch.tensor([0.99])),
+                       torch.tensor([1]))

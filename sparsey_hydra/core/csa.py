@@ -86,7 +86,14 @@ def sample_winners(mu: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     return (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
 
 
-def argmax_winners(v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Recognition: argmax_k V with ties broken uniformly at random by `keys` (not B4)."""
-    vmax = v.amax(dim=-1, keepdim=True)
-    return torch.where(v == vmax, keys, torch.full_like(keys, -1.0)).argmax(dim=-1)
+def argmax_winners(v: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Recognition: argmax_k V, ties broken uniformly at random (not lowest index, B4).
+
+    One uniform per CM (`uniform` has V's shape without K) picks the ⌊u·n⌋-th of the n tied
+    cells — the same distribution as a random key per cell, with K times fewer draws.
+    """
+    ties = v == v.amax(dim=-1, keepdim=True)
+    count = ties.sum(dim=-1)
+    pick = torch.minimum((uniform * count).long(), count - 1)
+    # the (pick+1)-th tie sits after exactly the positions whose tie rank is ≤ pick
+    return (ties.cumsum(dim=-1) <= pick.unsqueeze(-1)).sum(dim=-1)

@@ -230,8 +230,7 @@ class SparseyModel:
 
     def _recognize_block(self, x: torch.Tensor) -> list[LayerOutput]:
         activity = self._activity(x)
-        keys = self._dealt_draws(activity, [layer.num_cms * layer.num_neurons
-                                            for layer in self.layers])
+        keys = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
         y, outs = x, []
         for layer, k, act in zip(self.layers, keys, activity, strict=True):
             out = layer.forward(y, False, self.generator, draws=k, activity=act)

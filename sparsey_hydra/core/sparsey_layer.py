@@ -265,8 +265,8 @@ class SparseyLayer:
                 activity: tuple[torch.Tensor, torch.Tensor] | None = None) -> LayerOutput:
         """Gate, CSA and code for every MAC of a batch (weights are not changed here).
 
-        Draws come from `draws` (B×M×Q uniforms when learning, B×M×Q×K tie-break keys when
-        recognising) or else from `generator`, one per active MAC in (frame, MAC) order.
+        Draws come from `draws` (B×M×Q uniforms: the sample when learning, the tie-break when
+        recognising) or else from `generator`, Q per active MAC in (frame, MAC) order.
         `activity` = (active, n) when already known from `activity()`.
         """
         if not learning and activity is not None and self.uses_dense_recognition():
@@ -288,14 +288,14 @@ class SparseyLayer:
         v, g = familiarity(u, n.clamp(min=1.0), self.csa_params)
         q, k = self.num_cms, self.num_neurons
         if draws is None:
-            per = q if learning else q * k
+            per = q
             count = int(active.sum()) * per
             draws = place(torch.rand(count, generator=generator).to(self.device), active, per)
         if learning:
             winners = sample_winners(selection_weights(v, g, self.csa_params),
                                      draws.view(*active.shape, q))
         else:
-            winners = argmax_winners(v, draws.view(*active.shape, q, k))
+            winners = argmax_winners(v, draws.view(*active.shape, q))
         codes = torch.where(active.unsqueeze(-1), winners, -1)
         y = one_hot_codes(codes, k)
         g = torch.where(active, g, torch.full_like(g, float("nan")))
