@@ -150,10 +150,10 @@ class HebbianRule:
         if self.age is None:
             # Without decay a weight never returns to 0: count the new nonzeros incrementally.
             old = flat.index_select(0, pos).view(-1, cells.shape[-1]).sum(dim=-1)
-            flat.scatter_(0, pos, self._ones(pos.numel()))
+            flat.scatter_(0, pos, self.ones(pos.numel()))
             self.counts.index_add_(0, rows, cells.shape[-1] - old)
         else:
-            flat.scatter_(0, pos, self._ones(pos.numel()))
+            flat.scatter_(0, pos, self.ones(pos.numel()))
             self.age.view(-1).index_fill_(0, pos, 0)
             self.counts.index_copy_(0, rows, (store.index_select(0, rows) > 0).sum(
                 dim=-1, dtype=torch.float32))
@@ -164,7 +164,7 @@ class HebbianRule:
         self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
 
-    def _ones(self, n: int) -> torch.Tensor:
+    def ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
         if self._ones_buffer.numel() < n:
             self._ones_buffer = torch.ones(max(n, 2 * self._ones_buffer.numel()),

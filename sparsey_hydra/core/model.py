@@ -169,8 +169,7 @@ class SparseyModel:
             activity = self._activity(x)
             uniforms = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
             if self.wavefront is not None:
-                pixels = torch.where(x[..., 0] > 0, 0, INACTIVE)
-                cells, fam = self.wavefront.learn(pixels, activity, uniforms)
+                cells, fam = self.wavefront.learn(x[..., 0] > 0, activity, uniforms)
             else:
                 cells, fam = self._learn_layer_by_layer(x, activity, uniforms)
         self.frames_learned += frames

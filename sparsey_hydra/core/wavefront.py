@@ -2,11 +2,15 @@
 
 Layer ℓ's frame t needs layer ℓ−1's code for frame t and its own weights after frame t−1, and
 nothing else. So at tick τ layer ℓ can learn frame τ − ℓ while layer ℓ+1 learns frame τ − ℓ − 1:
-a wavefront. All MACs of all layers then form one "super layer" whose lower layer is the
-input image plus every layer's codes from the previous tick, and one frame costs about as many
-operator calls as one layer did. Each layer still sees exactly what the frame-by-frame order
-gives it (same weights, same lower codes, same dealt random draws), so codes and weights are
-bit-identical to `SparseyModel.learn_frame` called frame after frame.
+a wavefront. All MACs of all layers then form one "super layer" whose lower layer is every
+layer's codes from the previous tick, and one frame costs about as many operator calls as one
+layer did. Each layer still sees exactly what the frame-by-frame order gives it (same weights,
+same lower codes, same dealt random draws), so codes and weights are bit-identical to
+`SparseyModel.learn_frame` called frame after frame.
+
+Only live slots are touched (see `live_slots`): which inputs of which MACs are active is known
+for a whole window of ticks ahead, so each tick gathers, sums (`embedding_bag` with one bag per
+MAC) and writes just those, in one contiguous range of precomputed slot tables.
 
 It applies when the layers share their CSA parameters (hence Q and K) and freeze threshold and
 have no permanence decay (the decay clock would tick on idle layers); otherwise the model runs
@@ -18,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from sparsey_hydra.core.csa import familiarity, sample_winners, selection_weights
-from sparsey_hydra.core.learning_rule import HebbianRule
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
+from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
-#: the code table's "no input here" value; int32 tables halve the per-tick index traffic
-NONE32 = -(1 << 30)
+#: a window of ticks holds at most about this many live slots (bounded memory)
+WINDOW_SLOTS = 1 << 20
 
 
 def fusable(layers: Sequence[object]) -> bool:
@@ -39,7 +45,7 @@ def fusable(layers: Sequence[object]) -> bool:
 
 
 class Wavefront:
-    """Index tables and a shared row store that let all layers learn in one step per tick."""
+    """Slot tables and a shared row store that let all layers learn in one step per tick."""
 
     def __init__(self, layers: Sequence[SparseyLayer], num_pixels: int) -> None:
         self.layers = list(layers)
@@ -47,75 +53,76 @@ class Wavefront:
         self.device = first.device
         self.params = first.csa_params
         self.num_cms = first.num_cms
-        self.num_pixels = num_pixels
+        self.cells = first.num_cms * first.num_neurons
         self.mac_offset = [0]
         for layer in self.layers:
             self.mac_offset.append(self.mac_offset[-1] + layer.num_macs)
         self.num_macs = self.mac_offset[-1]
         # One row store for all layers; each layer's rule keeps working on its own slice.
         self.rule, row_offset = HebbianRule.combined([layer.rule for layer in self.layers])
-        fan_in = max(layer.fan_in for layer in self.layers)
-        self.pad_row = num_pixels + self.num_macs  # the code table's always-INACTIVE row
-        base = torch.zeros(self.num_macs, fan_in, dtype=torch.long)
-        source = torch.full((self.num_macs, fan_in), self.pad_row * self.num_cms,
-                            dtype=torch.long)
+        # θ_sat = 1 without decay: a row freezes only when all its weights are 1, and then a
+        # write of 1 changes nothing — the latch is unobservable while learning, so the loop
+        # skips it and sets latch and counts from the weights after each call.
+        self.latch_after = self.rule.freeze_at >= self.cells
+        # Per (MAC, slot j = r·Q_low + q), all layers' MACs stacked and slots padded to the
+        # widest: the store row of the slot's first lower cell, where the lower MAC's code for
+        # CM q sits in the flat code table (row 0 of the table is all zeros: a pixel's "code"),
+        # and the MAC — int32 tables, read at the live slots only.
+        self.fan_in = max(layer.fan_in for layer in self.layers)
+        tables = torch.zeros(3, self.num_macs, self.fan_in, dtype=torch.long)
         for ell, layer in enumerate(self.layers):
             lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
-            base[lo:hi, :layer.fan_in] = layer.base.cpu() + row_offset[ell]
-            rf = layer.rf_index.cpu()
-            if ell == 0:
-                rows = torch.where(rf == layer.lower_macs, self.pad_row, rf)
-            else:
-                below = num_pixels + self.mac_offset[ell - 1]
-                rows = torch.where(rf == layer.lower_macs, self.pad_row, below + rf)
-            cm = torch.arange(layer.lower_cms)
-            source[lo:hi, :layer.fan_in] = (rows.unsqueeze(-1) * self.num_cms + cm).reshape(
-                layer.num_macs, layer.fan_in)
-        if int(base.max()) >= -NONE32:
-            raise ValueError("network too large for the fused loop's int32 row tables")
-        self.base = base.to(self.device, torch.int32)
-        self.source = source.reshape(-1).to(self.device, torch.int32)
-        self.fan_in = fan_in
+            tables[0, lo:hi, :layer.fan_in] = layer.base.cpu() + row_offset[ell]
+            if ell > 0:
+                rows = 1 + self.mac_offset[ell - 1] + layer.rf_index.cpu()
+                tables[1, lo:hi, :layer.fan_in] = (rows.unsqueeze(-1) * self.num_cms + torch.arange(
+                    layer.lower_cms)).reshape(layer.num_macs, -1)
+            tables[2, lo:hi] = torch.arange(lo, hi).unsqueeze(1)
+        # one row of (base, source, MAC) per slot: a window gathers whole rows. The rows are
+        # gathered as float32 bit patterns (a plain copy): torch's row gather of int32 is
+        # several times slower than of float32.
+        self.slot_table = tables.permute(1, 2, 0).reshape(-1, 3).to(torch.int32).contiguous(
+            ).view(torch.float32).to(self.device)
+        if int(self.rule.rows) >= 1 << 31:
+            raise ValueError("network too large for the fused loop's int32 slot tables")
         self.cm_offset = first.cm_offset
 
-    def learn(self, pixels: torch.Tensor, activity: list[tuple[torch.Tensor, torch.Tensor]],
+    def learn(self, pixels_on: torch.Tensor, activity: list[tuple[torch.Tensor, torch.Tensor]],
               uniforms: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Learn F frames; returns per layer the winner cells F×M×Q and G F×M (raw)."""
-        frames = pixels.shape[0]
+        """Learn F frames (pixels_on F×P); per layer the winner cells F×M×Q and G F×M (raw)."""
+        frames = pixels_on.shape[0]
         depth = len(self.layers)
         ticks = frames + depth - 1
         dev, g_all, q = self.device, self.num_macs, self.num_cms
-        active = torch.zeros(ticks, g_all, dtype=torch.bool, device=dev)
         n_safe = torch.ones(ticks, g_all, device=dev)
         uniform = torch.zeros(ticks, g_all, q, device=dev)
+        per_tick = torch.zeros(ticks, dtype=torch.long, device=dev)
         for ell, ((a, n), u) in enumerate(zip(activity, uniforms, strict=True)):
             lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
-            active[ell:ell + frames, lo:hi] = a
             n_safe[ell:ell + frames, lo:hi] = n.clamp(min=1.0)
             uniform[ell:ell + frames, lo:hi] = u
-        inactive = ~active.unsqueeze(-1)
-        pixels = torch.where(pixels >= 0, 0, NONE32).to(torch.int32)
-        table = torch.full((self.pad_row + 1, q), NONE32, dtype=torch.int32, device=dev)
-        flat_table = table.view(-1)
-        pixel_column = table[:self.num_pixels, 0]
-        codes_column = table[self.num_pixels:self.pad_row]
-        none = torch.tensor(NONE32, dtype=torch.int32, device=dev)
+            per_tick[ell:ell + frames] += (n * a).sum(dim=1).long()
+        table = torch.zeros(1 + g_all, q, dtype=torch.int32, device=dev)
+        flat_table, codes_table = table.view(-1), table[1:]
         cells_out = torch.empty(ticks, g_all, q, dtype=torch.long, device=dev)
         g_out = torch.empty(ticks, g_all, device=dev)
-        p, rule, base, source = self.params, self.rule, self.base, self.source
-        for tick in range(ticks):
-            if tick < frames:
-                pixel_column.copy_(pixels[tick])
-            elif tick == frames:
-                pixel_column.fill_(NONE32)
-            rows = (base + flat_table.index_select(0, source).view(g_all, -1)).clamp_(min=0)
-            u = torch.nn.functional.embedding_bag(rows, rule.store, mode="sum")
-            v, g = familiarity(u, n_safe[tick], p)
-            cells = sample_winners(selection_weights(v, g, p), uniform[tick]) + self.cm_offset
-            rule.update(rows, inactive[tick], cells)
-            torch.where(inactive[tick], none, cells.to(torch.int32), out=codes_column)
-            cells_out[tick] = cells
-            g_out[tick] = g
+        p, store = self.params, self.rule.store
+        for t0, t1 in self._windows(per_tick):
+            base, source, mac, offsets, starts, ends = self._window(
+                t0, t1, frames, pixels_on, activity)
+            for tick in range(t0, t1):
+                s, e = starts[tick - t0], ends[tick - t0]
+                rows = base[s:e] + flat_table.index_select(0, source[s:e])
+                u = F.embedding_bag(rows, store, offsets[tick - t0], mode="sum")
+                v, g = familiarity(u, n_safe[tick], p)
+                cells = sample_winners(selection_weights(v, g, p), uniform[tick]) + self.cm_offset
+                self._update(rows, cells.index_select(0, mac[s:e]))
+                codes_table.copy_(cells)
+                cells_out[tick] = cells
+                g_out[tick] = g
+        if self.latch_after:
+            self._set_latch()
+        self.rule.version += 1
         for layer in self.layers:
             layer.rule.version += 1  # their slices of the shared store changed
         cells_per_layer, g_per_layer = [], []
@@ -124,3 +131,76 @@ class Wavefront:
             cells_per_layer.append(cells_out[ell:ell + frames, lo:hi])
             g_per_layer.append(g_out[ell:ell + frames, lo:hi])
         return cells_per_layer, g_per_layer
+
+    def _windows(self, per_tick: torch.Tensor) -> list[tuple[int, int]]:
+        """Consecutive tick ranges of at most about WINDOW_SLOTS live slots each."""
+        totals = per_tick.cumsum(0).tolist()
+        windows, start, used = [], 0, 0
+        for tick, total in enumerate(totals):
+            if tick > start and total - used > WINDOW_SLOTS:
+                windows.append((start, tick))
+                start, used = tick, totals[tick - 1]
+        windows.append((start, len(totals)))
+        return windows
+
+    def _window(self, t0: int, t1: int, frames: int, pixels_on: torch.Tensor,
+                activity: list[tuple[torch.Tensor, torch.Tensor]]):
+        """The live slots of ticks [t0, t1), tick after tick, each tick's MACs in order.
+
+        Returns per slot its base row, code-table source and MAC (int32), per tick the bag
+        offsets of every MAC (relative to the tick's first slot), and each tick's slot range.
+        """
+        dev, width = self.device, t1 - t0
+        live = torch.zeros(width, self.num_macs, self.fan_in, dtype=torch.bool, device=dev)
+        grid = torch.zeros(width, self.num_macs, dtype=torch.int32, device=dev)
+        for ell, layer in enumerate(self.layers):
+            f0, f1 = max(t0 - ell, 0), min(t1 - ell, frames)
+            if f0 >= f1:
+                continue
+            lower = pixels_on[f0:f1] if ell == 0 else activity[ell - 1][0][f0:f1]
+            mask, counts = live_inputs(layer.rf_index, activity[ell][0][f0:f1], lower,
+                                       layer.lower_cms)
+            lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
+            ticks = slice(f0 + ell - t0, f1 + ell - t0)
+            live[ticks, lo:hi, :layer.fan_in].unflatten(-1, (-1, layer.lower_cms)).copy_(
+                mask.unsqueeze(-1))
+            grid[ticks, lo:hi] = counts
+        # one nonzero puts the slots in (tick, MAC, slot) order: each tick's in one range
+        slot = live.view(-1).nonzero().squeeze(1).remainder_(self.num_macs * self.fan_in)
+        base, source, mac = self.slot_table.index_select(0, slot).view(torch.int32).unbind(1)
+        starts = bag_offsets(grid)
+        tick_start = starts[:, 0]
+        offsets = starts - tick_start.unsqueeze(1)
+        ends = (tick_start + grid.sum(dim=1, dtype=torch.int32)).tolist()
+        return base, source, mac, offsets, tick_start.tolist(), ends
+
+    def _update(self, rows: torch.Tensor, cells: torch.Tensor) -> None:
+        """W[row, c] ← 1 for every live slot × its MAC's winners (the slots' MACs are active).
+
+        rows: L store rows; cells: L×Q the winner cells of each slot's MAC. A row appears at
+        most once per tick (one slot per input cell and MAC).
+        """
+        rule = self.rule
+        flat = rule.store.view(-1)
+        if self.latch_after:
+            pos = (rows.long() * self.cells).unsqueeze(-1) + cells
+            flat.scatter_(0, pos.view(-1), rule.ones(pos.numel()))
+            return
+        # Frozen rows learn nothing: their writes go to the pad row, zeroed afterwards.
+        rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows).long()
+        pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
+        old = flat.index_select(0, pos).view(cells.shape).sum(dim=-1)
+        flat.scatter_(0, pos, rule.ones(pos.numel()))
+        rule.counts.index_add_(0, rows, cells.shape[-1] - old)
+        rule.store[PAD_ROW].zero_()
+        rule.counts[PAD_ROW] = 0
+        rule.frozen_store.index_copy_(0, rows, rule.counts.index_select(0, rows) >= rule.freeze_at)
+        rule.frozen_store[PAD_ROW] = True
+
+    def _set_latch(self) -> None:
+        """Counts and freeze latch from the weights (θ_sat = 1: frozen ⇔ the row is full)."""
+        rule = self.rule
+        rule.counts.copy_((rule.store > 0).sum(dim=-1, dtype=torch.float32))
+        rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
+        for layer in self.layers:
+            layer.rule.frozen_store[PAD_ROW] = True  # every layer's own pad row
