@@ -231,11 +231,12 @@ class SparseyModel:
         activity = self._activity(x)
         keys = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
         y, outs = x, []
+        lower: tuple[torch.Tensor | None, torch.Tensor] = (None, x[..., 0] > 0)
         for layer, k, act in zip(self.layers, keys, activity, strict=True):
-            out = layer.forward(y, False, self.generator, draws=k, activity=act)
+            out = layer.forward(y, False, self.generator, draws=k, activity=act, lower=lower)
             out.inputs = None  # the B×M×J row table is not needed past this block
             outs.append(out)
-            y = out.y
+            y, lower = out.y, (out.codes, act[0])
         return outs
 
     # -- persistence ---------------------------------------------------------------------

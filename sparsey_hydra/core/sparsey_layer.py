@@ -29,6 +29,7 @@ from sparsey_hydra.core.geometry import (
     receptive_fields,
 )
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
+from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 
 GATE_TOLERANCE = 1e-9
 #: recognition uses a dense matmul with W laid out over the whole lower layer when that
@@ -260,20 +261,51 @@ class SparseyLayer:
         return x[..., :-1]
 
     # -- recognition and reference learning (batched over frames) -----------------------
+    def live_input_sum(self, lower_codes: torch.Tensor | None, lower_active: torch.Tensor,
+                       active: torch.Tensor) -> torch.Tensor:
+        """u (B×M×QK) summed over the live slots only: active MACs × active RF MACs.
+
+        lower_codes: B×M_low×Q_low winner per CM of the lower layer (None for the pixels).
+        One bag per (frame, MAC) in `embedding_bag`; an inactive MAC's bag is empty (u = 0).
+        """
+        frames = active.shape[0]
+        live, counts = live_inputs(self.rf_index, active, lower_active, self.lower_cms)
+        entry = live.view(-1).nonzero().squeeze(1)  # (frame, MAC, r) in order
+        per_frame = self.rf_index.numel()
+        mr = entry.remainder(per_frame)
+        rows = self.base.view(-1, self.lower_cms)[:, 0].index_select(0, mr)
+        if lower_codes is not None:
+            # the lower MAC's cell q·K_low + k_q for each of its CMs q
+            lower = torch.div(entry, per_frame, rounding_mode="floor") * self.lower_macs \
+                + self.rf_flat.index_select(0, mr)
+            cells = lower_codes.reshape(-1, self.lower_cms).index_select(0, lower) \
+                + torch.arange(self.lower_cms, device=rows.device) * self.lower_neurons
+            rows = (rows.unsqueeze(1) + cells).view(-1)
+        u = F.embedding_bag(rows, self.rule.store, bag_offsets(counts).view(-1).long(),
+                            mode="sum")
+        return u.view(frames, self.num_macs, -1)
+
     def forward(self, lower_y: torch.Tensor, learning: bool, generator: torch.Generator,
                 draws: torch.Tensor | None = None,
-                activity: tuple[torch.Tensor, torch.Tensor] | None = None) -> LayerOutput:
+                activity: tuple[torch.Tensor, torch.Tensor] | None = None,
+                lower: tuple[torch.Tensor | None, torch.Tensor] | None = None) -> LayerOutput:
         """Gate, CSA and code for every MAC of a batch (weights are not changed here).
 
         Draws come from `draws` (B×M×Q uniforms: the sample when learning, the tie-break when
         recognising) or else from `generator`, Q per active MAC in (frame, MAC) order.
-        `activity` = (active, n) when already known from `activity()`.
+        `activity` = (active, n) when already known from `activity()`; with it, `lower` =
+        (the lower layer's codes or None for pixels, its activity) lets recognition sum only
+        the live slots.
         """
-        if not learning and activity is not None and self.uses_dense_recognition():
+        rows = None
+        if not learning and activity is not None and lower is not None \
+                and not self.uses_dense_recognition():
+            active, n = activity
+            u = self.live_input_sum(lower[0], lower[1], active)
+        elif not learning and activity is not None and self.uses_dense_recognition():
             # The same weights summed in another order: equal to the gather for binary W
             # (integer sums); with decay, float rounding may differ in the last bit.
             active, n = activity
-            rows = None
             u = (lower_y.reshape(lower_y.shape[0], -1) @ self.dense_weights()).view(
                 lower_y.shape[0], self.num_macs, -1)
         else:
@@ -297,6 +329,8 @@ class SparseyLayer:
         else:
             winners = argmax_winners(v, draws.view(*active.shape, q))
         codes = torch.where(active.unsqueeze(-1), winners, -1)
+        # an inactive MAC has no V (whichever way u was summed, it is reported as 0)
+        v = v.masked_fill(~active[..., None, None], 0.0)
         y = one_hot_codes(codes, k)
         g = torch.where(active, g, torch.full_like(g, float("nan")))
         return LayerOutput(active=active, codes=codes, y=y, g=g, v=v, inputs=rows)

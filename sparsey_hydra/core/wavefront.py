@@ -67,7 +67,7 @@ class Wavefront:
         # Per (MAC, slot j = r·Q_low + q), all layers' MACs stacked and slots padded to the
         # widest: the store row of the slot's first lower cell, where the lower MAC's code for
         # CM q sits in the flat code table (row 0 of the table is all zeros: a pixel's "code"),
-        # and the MAC — int32 tables, read at the live slots only.
+        # and the MAC, read at the live slots only.
         self.fan_in = max(layer.fan_in for layer in self.layers)
         tables = torch.zeros(3, self.num_macs, self.fan_in, dtype=torch.long)
         for ell, layer in enumerate(self.layers):
@@ -78,13 +78,7 @@ class Wavefront:
                 tables[1, lo:hi, :layer.fan_in] = (rows.unsqueeze(-1) * self.num_cms + torch.arange(
                     layer.lower_cms)).reshape(layer.num_macs, -1)
             tables[2, lo:hi] = torch.arange(lo, hi).unsqueeze(1)
-        # one row of (base, source, MAC) per slot: a window gathers whole rows. The rows are
-        # gathered as float32 bit patterns (a plain copy): torch's row gather of int32 is
-        # several times slower than of float32.
-        self.slot_table = tables.permute(1, 2, 0).reshape(-1, 3).to(torch.int32).contiguous(
-            ).view(torch.float32).to(self.device)
-        if int(self.rule.rows) >= 1 << 31:
-            raise ValueError("network too large for the fused loop's int32 slot tables")
+        self.slot_tables = [t.reshape(-1).to(self.device) for t in tables]
         self.cm_offset = first.cm_offset
 
     def learn(self, pixels_on: torch.Tensor, activity: list[tuple[torch.Tensor, torch.Tensor]],
@@ -102,7 +96,7 @@ class Wavefront:
             n_safe[ell:ell + frames, lo:hi] = n.clamp(min=1.0)
             uniform[ell:ell + frames, lo:hi] = u
             per_tick[ell:ell + frames] += (n * a).sum(dim=1).long()
-        table = torch.zeros(1 + g_all, q, dtype=torch.int32, device=dev)
+        table = torch.zeros(1 + g_all, q, dtype=torch.long, device=dev)
         flat_table, codes_table = table.view(-1), table[1:]
         cells_out = torch.empty(ticks, g_all, q, dtype=torch.long, device=dev)
         g_out = torch.empty(ticks, g_all, device=dev)
@@ -167,10 +161,10 @@ class Wavefront:
             grid[ticks, lo:hi] = counts
         # one nonzero puts the slots in (tick, MAC, slot) order: each tick's in one range
         slot = live.view(-1).nonzero().squeeze(1).remainder_(self.num_macs * self.fan_in)
-        base, source, mac = self.slot_table.index_select(0, slot).view(torch.int32).unbind(1)
+        base, source, mac = (t.index_select(0, slot) for t in self.slot_tables)
         starts = bag_offsets(grid)
         tick_start = starts[:, 0]
-        offsets = starts - tick_start.unsqueeze(1)
+        offsets = (starts - tick_start.unsqueeze(1)).long()
         ends = (tick_start + grid.sum(dim=1, dtype=torch.int32)).tolist()
         return base, source, mac, offsets, tick_start.tolist(), ends
 
@@ -183,11 +177,11 @@ class Wavefront:
         rule = self.rule
         flat = rule.store.view(-1)
         if self.latch_after:
-            pos = (rows.long() * self.cells).unsqueeze(-1) + cells
+            pos = (rows * self.cells).unsqueeze(-1) + cells
             flat.scatter_(0, pos.view(-1), rule.ones(pos.numel()))
             return
         # Frozen rows learn nothing: their writes go to the pad row, zeroed afterwards.
-        rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows).long()
+        rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows)
         pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
         old = flat.index_select(0, pos).view(cells.shape).sum(dim=-1)
         flat.scatter_(0, pos, rule.ones(pos.numel()))
