@@ -92,6 +92,40 @@ def test_wavefront_and_layer_loop_equal_frame_by_frame(shared_data, saturation):
     assert_same(ref, chunked(params, images, [60], wavefront=False, compact=False))
 
 
+def mixed_layers(**kw):
+    """Layers of different Q and K (as mnist_small and the demo network)."""
+    return (layer_params(num_macs=16, num_cms_per_mac=2, num_neurons_per_cm=3,
+                         receptive_field_radius=0.3, activation_threshold_min=0.05, **kw),
+            layer_params(num_macs=9, num_cms_per_mac=5, num_neurons_per_cm=5,
+                         receptive_field_radius=0.5, activation_threshold_min=0.3, **kw),
+            layer_params(num_macs=1, num_cms_per_mac=3, num_neurons_per_cm=8,
+                         receptive_field_radius=1.5, activation_threshold_min=0.1, **kw))
+
+
+def test_layers_of_different_q_and_k_fuse_with_padded_cms(shared_data):
+    params = mixed_layers()
+    images = mnist(shared_data, 60)
+    ref = reference(params, images)
+    assert fusable(ref[0].layers)
+    fused = chunked(params, images, [1, 25, 34])
+    assert fused[0].wavefront.padded
+    assert_same(ref, fused)
+    assert_same(ref, chunked(params, images, [60], wavefront=False))
+    # learning after a frame-by-frame step picks up the layers' weights again
+    model, _ = fused
+    model.learn_frame(images[:1])
+    model.learn_frames(images[1:9])
+    again = build_model((28, 28), *params, seed=3)
+    again.learn_frames(images)
+    again.learn_frame(images[:1])
+    for i in range(1, 9):
+        again.learn_frame(images[i:i + 1])
+    for a, b in zip(model.layers, again.layers, strict=True):
+        assert torch.equal(a.weights, b.weights)
+    # with θ_sat < 1 the freeze latch is observable: such layers learn in the per-layer loop
+    assert not fusable(build_model((28, 28), *mixed_layers(saturation_threshold=0.5)).layers)
+
+
 def test_layer_loop_with_decay_equals_frame_by_frame(shared_data):
     params = three_layers(permanence_steps=15, permanence_convexity=2.0,
                           saturation_threshold=0.4)

@@ -32,32 +32,50 @@ class CSAParams:
     v_lo: float = 0.0
 
 
+@dataclass(frozen=True)
+class PaddedCMs:
+    """MACs of several layers stacked with Q and K padded to the largest (the fused loop).
+
+    Per MAC: its Q (float64, for G) and χ·K; padded cells have u = 0 and are given μ = 0 by
+    the caller, so they are never drawn.
+    """
+
+    num_cms: torch.Tensor  # M float64: Q_ℓ
+    chi_k: torch.Tensor  # M float: χ·K_ℓ
+
+
 def familiarity(
-    u: torch.Tensor, n_safe: torch.Tensor, p: CSAParams
+    u: torch.Tensor, n_safe: torch.Tensor, p: CSAParams, padded: PaddedCMs | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """V = u / n shaped …×Q×K, and G = mean over CMs of max_k V.
 
-    `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0.
+    `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0. The
+    sum over CMs is taken in float64, where it is exact (Q values u/n of float32), so no
+    summation order — and no padding with zero CMs — can change G by a bit.
     """
     v = (u / n_safe.unsqueeze(-1)).view(*u.shape[:-1], p.num_cms, p.num_neurons)
-    g = v.amax(dim=-1).mean(dim=-1)
-    return v, g
+    total = v.amax(dim=-1).sum(dim=-1, dtype=torch.float64)
+    return v, (total / (p.num_cms if padded is None else padded.num_cms)).float()
 
 
-def expansivity(g: torch.Tensor, p: CSAParams) -> torch.Tensor:
+def expansivity(g: torch.Tensor, p: CSAParams, padded: PaddedCMs | None = None) -> torch.Tensor:
     """η = 1 + χ·K·ĝ^γ with ĝ the familiarity above the floor G⁻ (canonical, [SC])."""
     g_hat = ((g - p.min_familiarity) / (1.0 - p.min_familiarity)).clamp_(min=0.0)
-    return g_hat.pow_(p.familiarity_exponent).mul_(p.sigmoid_chi * p.num_neurons).add_(1.0)
+    chi_k = p.sigmoid_chi * p.num_neurons if padded is None else padded.chi_k
+    return g_hat.pow_(p.familiarity_exponent).mul_(chi_k).add_(1.0)
 
 
-def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams) -> torch.Tensor:
+def selection_weights(v: torch.Tensor, g: torch.Tensor, p: CSAParams,
+                      padded: PaddedCMs | None = None) -> torch.Tensor:
     """μ per cell (…×Q×K) in the configured form; the contrast grows with G."""
     if p.mu_form == "compat":
         # sparseypy's form (B1): η has no floor, so it cancels in ρ; kept only for comparison.
+        if padded is not None:
+            raise ValueError("mu_form compat is not fused across layers")
         eta_sp = (p.sigmoid_chi * (g - p.min_familiarity) / (1.0 - p.min_familiarity)).clamp(min=0)
         return eta_sp[..., None, None] / (1 + torch.exp(-p.sigmoid_lambda * v + p.sigmoid_phi)) \
             + COMPAT_EPSILON
-    eta = expansivity(g, p)[..., None, None]
+    eta = expansivity(g, p, padded)[..., None, None]
     sig = (v - p.sigmoid_phi).mul_(p.sigmoid_lambda).sigmoid_()
     if p.mu_form == "floor":
         if p.v_hi is not None:
@@ -79,9 +97,11 @@ def sample_winners(mu: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """One winner per CM from ρ = μ/Σμ by inverse CDF, one uniform draw per CM ([SC]).
 
     `uniform` has μ's shape without K. Comparing the unnormalised CDF with u·Σμ is the
-    same draw as comparing the CDF of ρ with u, with one division fewer.
+    same draw as comparing the CDF of ρ with u, with one division fewer. The CDF is summed in
+    float64, where it is exact (μ ∈ [μ_floor, η] spans far fewer than 29 binary orders), so
+    neither the scan's order nor zero cells padded after the K real ones can change a draw.
     """
-    cdf = torch.cumsum(mu, dim=-1)
+    cdf = torch.cumsum(mu, dim=-1, dtype=torch.float64)
     # u < 1, so u·Σμ ≤ Σμ = the last CDF entry: the count is at most K − 1.
     return (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
 

@@ -169,14 +169,16 @@ class SparseyModel:
             activity = self._activity(x)
             uniforms = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
             if self.wavefront is not None:
-                cells, fam = self.wavefront.learn(x[..., 0] > 0, activity, uniforms)
+                winners, fam = self.wavefront.learn(x[..., 0] > 0, activity, uniforms)
             else:
                 cells, fam = self._learn_layer_by_layer(x, activity, uniforms)
+                winners = [c - layer.cm_offset for c, layer in zip(cells, self.layers,
+                                                                   strict=True)]
         self.frames_learned += frames
         outs = []
-        for layer, (active, _), c_out, g_out in zip(self.layers, activity, cells, fam,
+        for layer, (active, _), w_out, g_out in zip(self.layers, activity, winners, fam,
                                                    strict=True):
-            codes = torch.where(active.unsqueeze(-1), c_out - layer.cm_offset, -1)
+            codes = torch.where(active.unsqueeze(-1), w_out, -1)
             outs.append(LayerOutput(active=active, codes=codes,
                                     y=one_hot_codes(codes, layer.num_neurons),
                                     g=torch.where(active, g_out, float("nan"))))

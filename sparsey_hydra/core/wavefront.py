@@ -12,19 +12,22 @@ Only live slots are touched (see `live_slots`): which inputs of which MACs are a
 for a whole window of ticks ahead, so each tick gathers, sums (`embedding_bag` with one bag per
 MAC) and writes just those, in one contiguous range of precomputed slot tables.
 
-It applies when the layers share their CSA parameters (hence Q and K) and freeze threshold and
-have no permanence decay (the decay clock would tick on idle layers); otherwise the model runs
-the per-layer loop.
+It applies when the layers share their CSA parameters and have no permanence decay (the decay
+clock would tick on idle layers); otherwise the model runs the per-layer loop. Layers of
+different Q and K fuse too when every θ_sat is 1: their CMs are padded to the largest Q×K in
+a store of the wavefront's own (copied from and back to the layers around each call), padded
+cells get μ = 0 and so are never drawn, and G divides by each MAC's own Q.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from sparsey_hydra.core.csa import familiarity, sample_winners, selection_weights
+from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
 from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
@@ -38,10 +41,19 @@ def fusable(layers: Sequence[object]) -> bool:
     if len(layers) < 2 or not all(isinstance(layer, SparseyLayer) for layer in layers):
         return False
     first = layers[0]
-    return all(layer.csa_params == first.csa_params
-               and layer.rule.age is None
-               and layer.rule.freeze_at == first.rule.freeze_at
-               and layer.device == first.device for layer in layers)
+    if not all(layer.rule.age is None and layer.device == first.device for layer in layers):
+        return False
+    if all(layer.csa_params == first.csa_params and layer.rule.freeze_at == first.rule.freeze_at
+           for layer in layers):
+        return True
+    # different Q×K: the same CSA otherwise, θ_sat = 1 everywhere (see Wavefront), and μ within
+    # 2^24 of μ_floor, so the float64 CDF over padded cells stays exact (see sample_winners)
+    shape_free = [replace(layer.csa_params, num_cms=1, num_neurons=1) for layer in layers]
+    p = first.csa_params
+    widest = max(layer.num_neurons for layer in layers)
+    return p.mu_form != "compat" and (1 + p.sigmoid_chi * widest) / p.mu_floor < 2**24 and all(
+        s == shape_free[0] for s in shape_free) and all(
+        layer.rule.freeze_at >= layer.num_cms * layer.num_neurons for layer in layers)
 
 
 class Wavefront:
@@ -51,15 +63,22 @@ class Wavefront:
         self.layers = list(layers)
         first = self.layers[0]
         self.device = first.device
-        self.params = first.csa_params
-        self.num_cms = first.num_cms
-        self.cells = first.num_cms * first.num_neurons
+        self.num_cms = max(layer.num_cms for layer in self.layers)
+        self.num_neurons = max(layer.num_neurons for layer in self.layers)
+        self.params = replace(first.csa_params, num_cms=self.num_cms,
+                              num_neurons=self.num_neurons)
+        self.cells = self.num_cms * self.num_neurons
         self.mac_offset = [0]
         for layer in self.layers:
             self.mac_offset.append(self.mac_offset[-1] + layer.num_macs)
         self.num_macs = self.mac_offset[-1]
-        # One row store for all layers; each layer's rule keeps working on its own slice.
-        self.rule, row_offset = HebbianRule.combined([layer.rule for layer in self.layers])
+        self.padded = any(layer.csa_params != first.csa_params for layer in self.layers)
+        if self.padded:
+            self.rule, row_offset = self._padded_rule()
+        else:
+            # One row store for all layers; each layer's rule works on its own slice of it.
+            self.rule, row_offset = HebbianRule.combined([layer.rule for layer in self.layers])
+        self.synced: list[int] | None = None  # the layers' versions the padded store holds
         # θ_sat = 1 without decay: a row freezes only when all its weights are 1, and then a
         # write of 1 changes nothing — the latch is unobservable while learning, so the loop
         # skips it and sets latch and counts from the weights after each call.
@@ -79,11 +98,73 @@ class Wavefront:
                     layer.lower_cms)).reshape(layer.num_macs, -1)
             tables[2, lo:hi] = torch.arange(lo, hi).unsqueeze(1)
         self.slot_tables = [t.reshape(-1).to(self.device) for t in tables]
-        self.cm_offset = first.cm_offset
+        # per MAC and CM: q·K_max (the padded store's cell) and q·K_ℓ (the cell the layer
+        # above addresses); a padded CM writes CM 0's winner again, which changes nothing
+        q = torch.arange(self.num_cms)
+        pad_cm, real_cm, real = [], [], []
+        for layer in self.layers:
+            inside = (q < layer.num_cms).expand(layer.num_macs, -1)
+            pad_cm.append(torch.where(inside, q * self.num_neurons, 0))
+            real_cm.append(torch.where(inside, q * layer.num_neurons, 0))
+            real.append(inside)
+        self.cm_offset = torch.cat(pad_cm).to(self.device)
+        self.code_offset = torch.cat(real_cm).to(self.device)
+        self.real_cm = torch.cat(real).to(self.device)
+        self.shape = None
+        if self.padded:
+            k = torch.arange(self.num_neurons)
+            self.cell_mask = torch.cat([
+                ((q < layer.num_cms)[:, None] & (k < layer.num_neurons)[None, :]).float().expand(
+                    layer.num_macs, -1, -1) for layer in self.layers]).to(self.device)
+            chi = first.csa_params.sigmoid_chi
+            self.shape = PaddedCMs(
+                num_cms=torch.cat([torch.full((layer.num_macs,), float(layer.num_cms),
+                                              dtype=torch.float64)
+                                   for layer in self.layers]).to(self.device),
+                chi_k=torch.cat([torch.full((layer.num_macs,), chi * layer.num_neurons)
+                                 for layer in self.layers]).to(self.device))
+
+    def _padded_rule(self) -> tuple[HebbianRule, list[int]]:
+        """The wavefront's own store: every layer's rows, cells padded to Q_max×K_max."""
+        offsets, total = [], 0
+        for layer in self.layers:
+            offsets.append(total)
+            total += layer.rule.rows
+        rule = HebbianRule(1, total - 1, self.cells, device=self.device)
+        return rule, offsets
+
+    def _copy_in(self) -> None:
+        """Layers' weights → the padded store, unless it already holds these versions."""
+        versions = [layer.rule.version for layer in self.layers]
+        if self.synced == versions:
+            return
+        store = self.rule.store.view(-1, self.num_cms, self.num_neurons)
+        lo = 0
+        for layer in self.layers:
+            rows = layer.rule.rows
+            store[lo:lo + rows, :layer.num_cms, :layer.num_neurons] = layer.rule.store.view(
+                rows, layer.num_cms, layer.num_neurons)
+            lo += rows
+
+    def _copy_out(self) -> None:
+        """The padded store → each layer's weights, counts and freeze latch (θ_sat = 1)."""
+        store = self.rule.store.view(-1, self.num_cms, self.num_neurons)
+        lo = 0
+        for layer in self.layers:
+            rule, rows = layer.rule, layer.rule.rows
+            rule.store.view(rows, layer.num_cms, layer.num_neurons).copy_(
+                store[lo:lo + rows, :layer.num_cms, :layer.num_neurons])
+            rule.counts.copy_((rule.store > 0).sum(dim=-1, dtype=torch.float32))
+            rule.counts[PAD_ROW] = 0
+            rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
+            rule.frozen_store[PAD_ROW] = True
+            rule.version += 1
+            lo += rows
+        self.synced = [layer.rule.version for layer in self.layers]
 
     def learn(self, pixels_on: torch.Tensor, activity: list[tuple[torch.Tensor, torch.Tensor]],
               uniforms: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Learn F frames (pixels_on F×P); per layer the winner cells F×M×Q and G F×M (raw)."""
+        """Learn F frames (pixels_on F×P); per layer the winners F×M×Q and G F×M (raw)."""
         frames = pixels_on.shape[0]
         depth = len(self.layers)
         ticks = frames + depth - 1
@@ -94,13 +175,15 @@ class Wavefront:
         for ell, ((a, n), u) in enumerate(zip(activity, uniforms, strict=True)):
             lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
             n_safe[ell:ell + frames, lo:hi] = n.clamp(min=1.0)
-            uniform[ell:ell + frames, lo:hi] = u
+            uniform[ell:ell + frames, lo:hi, :u.shape[-1]] = u
             per_tick[ell:ell + frames] += (n * a).sum(dim=1).long()
         table = torch.zeros(1 + g_all, q, dtype=torch.long, device=dev)
         flat_table, codes_table = table.view(-1), table[1:]
         cells_out = torch.empty(ticks, g_all, q, dtype=torch.long, device=dev)
         g_out = torch.empty(ticks, g_all, device=dev)
-        p, store = self.params, self.rule.store
+        if self.padded:
+            self._copy_in()
+        p, store, shape = self.params, self.rule.store, self.shape
         for t0, t1 in self._windows(per_tick):
             base, source, mac, offsets, starts, ends = self._window(
                 t0, t1, frames, pixels_on, activity)
@@ -108,21 +191,30 @@ class Wavefront:
                 s, e = starts[tick - t0], ends[tick - t0]
                 rows = base[s:e] + flat_table.index_select(0, source[s:e])
                 u = F.embedding_bag(rows, store, offsets[tick - t0], mode="sum")
-                v, g = familiarity(u, n_safe[tick], p)
-                cells = sample_winners(selection_weights(v, g, p), uniform[tick]) + self.cm_offset
+                v, g = familiarity(u, n_safe[tick], p, shape)
+                mu = selection_weights(v, g, p, shape)
+                if shape is not None:
+                    mu.mul_(self.cell_mask)  # padded cells are never drawn
+                winners = sample_winners(mu, uniform[tick])
+                cells = winners + self.cm_offset
+                if shape is not None:
+                    cells = torch.where(self.real_cm, cells, cells[:, :1])
                 self._update(rows, cells.index_select(0, mac[s:e]))
-                codes_table.copy_(cells)
-                cells_out[tick] = cells
+                torch.add(winners, self.code_offset, out=codes_table)
+                cells_out[tick] = winners
                 g_out[tick] = g
-        if self.latch_after:
-            self._set_latch()
         self.rule.version += 1
-        for layer in self.layers:
-            layer.rule.version += 1  # their slices of the shared store changed
+        if self.padded:
+            self._copy_out()
+        else:
+            if self.latch_after:
+                self._set_latch()
+            for layer in self.layers:
+                layer.rule.version += 1  # their slices of the shared store changed
         cells_per_layer, g_per_layer = [], []
         for ell in range(depth):
             lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
-            cells_per_layer.append(cells_out[ell:ell + frames, lo:hi])
+            cells_per_layer.append(cells_out[ell:ell + frames, lo:hi, :self.layers[ell].num_cms])
             g_per_layer.append(g_out[ell:ell + frames, lo:hi])
         return cells_per_layer, g_per_layer
 
