@@ -112,7 +112,9 @@ def test_basis_set_growth_six_trials_and_the_best_yaml_trains_again(tmp_path: Pa
 
 def _finished(db: Path, name: str) -> tuple[int, bool]:
     """(COMPLETE trials, whether one is RUNNING), read while the sweep writes."""
-    if not db.exists() or not _rows(db, "SELECT name FROM sqlite_master WHERE name='trials'"):
+    if not db.exists() or not _rows(db, "SELECT name FROM sqlite_master WHERE name='trials'") \
+            or not _rows(db, "SELECT name FROM sqlite_master WHERE name='alembic_version'") \
+            or not _rows(db, "SELECT * FROM alembic_version"):
         return 0, False  # polling must not create Optuna's tables while the sweep does
     try:
         s = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")

@@ -22,8 +22,10 @@ from sparsey_hydra.core.wavefront import Wavefront, fusable
 from sparsey_hydra.errors import SparseyConfigError
 
 FORMAT_VERSION = 1
-#: recognition runs in blocks of at most this many frames (bounded memory, same codes)
-RECOGNITION_BLOCK = 128
+#: recognition runs in blocks of frames whose per-frame tensors (B×M×max(J, QK) per layer) add
+#: up to about this many elements (bounded memory, same codes), between these block sizes
+RECOGNITION_ELEMENTS = 1 << 22
+RECOGNITION_BLOCK = (128, 4096)
 #: CPU threads per operator in the learning loop and in small recognition batches
 LOOP_THREADS = 1
 
@@ -217,7 +219,7 @@ class SparseyModel:
         """Recognition mode (argmax, random tie-break); never changes the model's weights.
 
         Tie-break keys are dealt per frame, so a frame's code does not depend on the batch;
-        a large batch is recognised in blocks of RECOGNITION_BLOCK frames to bound memory.
+        a large batch is recognised in blocks (`recognition_block`) to bound memory.
         """
         if not self.fused:
             return self.forward(images, learning=False)
@@ -225,9 +227,18 @@ class SparseyModel:
         blocks = []
         threads = LOOP_THREADS if x.shape[0] < 32 else None
         with intra_op_threads(self.device, threads):
-            for lo in range(0, x.shape[0], RECOGNITION_BLOCK):
-                blocks.append(self._recognize_block(x[lo:lo + RECOGNITION_BLOCK]))
+            block = self.recognition_block()
+            for lo in range(0, x.shape[0], block):
+                blocks.append(self._recognize_block(x[lo:lo + block]))
         return [LayerOutput.cat([b[ell] for b in blocks]) for ell in range(len(self.layers))]
+
+    def recognition_block(self) -> int:
+        """Frames per recognition block: small networks take many frames at once."""
+        per_frame = sum(layer.num_macs * max(getattr(layer, "fan_in", 1),
+                                             layer.num_cms * layer.num_neurons)
+                        for layer in self.layers)
+        lo, hi = RECOGNITION_BLOCK
+        return max(lo, min(hi, RECOGNITION_ELEMENTS // max(per_frame, 1)))
 
     def _recognize_block(self, x: torch.Tensor) -> list[LayerOutput]:
         activity = self._activity(x)

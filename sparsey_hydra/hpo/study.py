@@ -96,6 +96,10 @@ def retry_callback(max_retry: int) -> Any:
         return cls(max_retry=max_retry)
 
 
+#: what a database says when another process created Optuna's schema at the same moment
+SCHEMA_RACES = ("already exists", "UNIQUE constraint failed", "duplicate key value")
+
+
 def open_storage(url: str, heartbeat_interval_s: int = 10, grace_period_s: int = 60,
                  max_retry: int = 3) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with heartbeats and the retry callback; SQLite waits for other
@@ -121,7 +125,8 @@ def open_storage(url: str, heartbeat_interval_s: int = 10, grace_period_s: int =
                         heartbeat_interval=heartbeat_interval_s, grace_period=grace_period_s,
                         **{callback_kw: retry_callback(max_retry)})
             except Exception as exc:  # workers starting together race to create the schema
-                if "already exists" not in str(exc) or attempt == 4:
+                # (a table created twice, or the schema version row stamped twice)
+                if not any(race in str(exc) for race in SCHEMA_RACES) or attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
