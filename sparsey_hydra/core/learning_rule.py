@@ -26,6 +26,14 @@ def permanence(age: torch.Tensor, steps: int, convexity: float) -> torch.Tensor:
     return torch.where(t < T, g, torch.zeros_like(g)).to(torch.float32)
 
 
+def count_nonzero_rows(store: torch.Tensor, out: torch.Tensor) -> None:
+    """out[i] = nonzero weights in row i (float), about a million weights at a time: no
+    temporary as large as the store is made."""
+    block = max(1, (1 << 20) // max(store.shape[-1], 1))
+    for lo in range(0, store.shape[0], block):
+        out[lo:lo + block].copy_(torch.count_nonzero(store[lo:lo + block], dim=-1))
+
+
 def freeze_count(saturation_threshold: float, cells: int) -> int:
     """Smallest number of nonzero weights in a row that reaches θ_sat (a row has QK)."""
     k = max(1, math.floor((saturation_threshold - 1e-9) * cells) - 1)
@@ -183,5 +191,5 @@ class HebbianRule:
         self.frozen.copy_(state["frozen"])
         if self.age is not None:
             self.age[1:].view(self.shape).copy_(state["age"])
-        self.counts.copy_((self.store > 0).sum(dim=-1, dtype=torch.float32))
+        count_nonzero_rows(self.store, self.counts)
         self.counts[PAD_ROW] = 0

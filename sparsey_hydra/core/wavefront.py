@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
-from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, count_nonzero_rows
 from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
 #: a window of ticks holds at most about this many live slots (bounded memory)
-WINDOW_SLOTS = 1 << 20
+WINDOW_SLOTS = 1 << 18
 
 
 def fusable(layers: Sequence[object]) -> bool:
@@ -154,7 +154,7 @@ class Wavefront:
             rule, rows = layer.rule, layer.rule.rows
             rule.store.view(rows, layer.num_cms, layer.num_neurons).copy_(
                 store[lo:lo + rows, :layer.num_cms, :layer.num_neurons])
-            rule.counts.copy_((rule.store > 0).sum(dim=-1, dtype=torch.float32))
+            count_nonzero_rows(rule.store, rule.counts)
             rule.counts[PAD_ROW] = 0
             rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
             rule.frozen_store[PAD_ROW] = True
@@ -269,8 +269,8 @@ class Wavefront:
         rule = self.rule
         flat = rule.store.view(-1)
         if self.latch_after:
-            pos = (rows * self.cells).unsqueeze(-1) + cells
-            flat.scatter_(0, pos.view(-1), rule.ones(pos.numel()))
+            pos = cells.add_((rows * self.cells).unsqueeze(-1)).view(-1)  # cells: a fresh copy
+            flat.scatter_(0, pos, rule.ones(pos.numel()))
             return
         # Frozen rows learn nothing: their writes go to the pad row, zeroed afterwards.
         rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows)
@@ -286,7 +286,7 @@ class Wavefront:
     def _set_latch(self) -> None:
         """Counts and freeze latch from the weights (θ_sat = 1: frozen ⇔ the row is full)."""
         rule = self.rule
-        rule.counts.copy_((rule.store > 0).sum(dim=-1, dtype=torch.float32))
+        count_nonzero_rows(rule.store, rule.counts)
         rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
         for layer in self.layers:
             layer.rule.frozen_store[PAD_ROW] = True  # every layer's own pad row
