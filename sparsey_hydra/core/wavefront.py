@@ -8,9 +8,13 @@ layer did. Each layer still sees exactly what the frame-by-frame order gives it 
 same lower codes, same dealt random draws), so codes and weights are bit-identical to
 `SparseyModel.learn_frame` called frame after frame.
 
-Only live slots are touched (see `live_slots`): which inputs of which MACs are active is known
-for a whole window of ticks ahead, so each tick gathers, sums (`embedding_bag` with one bag per
-MAC) and writes just those, in one contiguous range of precomputed slot tables.
+Only live inputs are touched (see `live_slots`): which inputs of which MACs are active is
+known for a whole window of ticks ahead, so each tick gathers, sums (`embedding_bag` with one
+bag per MAC) and writes just those, from contiguous ranges of precomputed tables. The first
+layer's inputs are pixels, whose store rows are known ahead too; an upper layer's live RF MAC
+gives Q_low rows at once, one per CM, from the lower codes of the previous tick. So the MACs
+are numbered upper layers first, the first layer last: a tick's rows are the upper layers'
+(gathered) followed by the first layer's (precomputed), one bag per MAC in order.
 
 It applies when the layers share their CSA parameters and have no permanence decay (the decay
 clock would tick on idle layers); otherwise the model runs the per-layer loop. Layers of
@@ -32,6 +36,8 @@ from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, count_nonzero
 from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
+#: a padded CM's entry in the code table: any store row plus this is < 0 (read as row 0)
+NO_CODE = -(1 << 40)
 #: a window of ticks holds at most about this many live slots (bounded memory)
 WINDOW_SLOTS = 1 << 18
 
@@ -57,7 +63,7 @@ def fusable(layers: Sequence[object]) -> bool:
 
 
 class Wavefront:
-    """Slot tables and a shared row store that let all layers learn in one step per tick."""
+    """Index tables and a shared row store that let all layers learn in one step per tick."""
 
     def __init__(self, layers: Sequence[SparseyLayer], num_pixels: int) -> None:
         self.layers = list(layers)
@@ -68,10 +74,14 @@ class Wavefront:
         self.params = replace(first.csa_params, num_cms=self.num_cms,
                               num_neurons=self.num_neurons)
         self.cells = self.num_cms * self.num_neurons
-        self.mac_offset = [0]
-        for layer in self.layers:
-            self.mac_offset.append(self.mac_offset[-1] + layer.num_macs)
-        self.num_macs = self.mac_offset[-1]
+        # MAC numbering: layers 1, 2, …, L−1, then layer 0 (see the module docstring)
+        self.span: list[tuple[int, int]] = [(0, 0)] * len(self.layers)
+        lo = 0
+        for ell in [*range(1, len(self.layers)), 0]:
+            self.span[ell] = (lo, lo + self.layers[ell].num_macs)
+            lo += self.layers[ell].num_macs
+        self.num_macs = lo
+        self.upper_macs = self.span[0][0]
         self.padded = any(layer.csa_params != first.csa_params for layer in self.layers)
         if self.padded:
             self.rule, row_offset = self._padded_rule()
@@ -83,46 +93,55 @@ class Wavefront:
         # write of 1 changes nothing — the latch is unobservable while learning, so the loop
         # skips it and sets latch and counts from the weights after each call.
         self.latch_after = self.rule.freeze_at >= self.cells
-        # Per (MAC, slot j = r·Q_low + q), all layers' MACs stacked and slots padded to the
-        # widest: the store row of the slot's first lower cell, where the lower MAC's code for
-        # CM q sits in the flat code table (row 0 of the table is all zeros: a pixel's "code"),
-        # and the MAC, read at the live slots only.
-        self.fan_in = max(layer.fan_in for layer in self.layers)
-        tables = torch.zeros(3, self.num_macs, self.fan_in, dtype=torch.long)
-        for ell, layer in enumerate(self.layers):
-            lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
-            tables[0, lo:hi, :layer.fan_in] = layer.base.cpu() + row_offset[ell]
-            if ell > 0:
-                rows = 1 + self.mac_offset[ell - 1] + layer.rf_index.cpu()
-                tables[1, lo:hi, :layer.fan_in] = (rows.unsqueeze(-1) * self.num_cms + torch.arange(
-                    layer.lower_cms)).reshape(layer.num_macs, -1)
-            tables[2, lo:hi] = torch.arange(lo, hi).unsqueeze(1)
-        self.slot_tables = [t.reshape(-1).to(self.device) for t in tables]
+        self._tables(row_offset)
         # per MAC and CM: q·K_max (the padded store's cell) and q·K_ℓ (the cell the layer
-        # above addresses); a padded CM writes CM 0's winner again, which changes nothing
+        # above addresses); a padded CM writes CM 0's winner again, which changes nothing, and
+        # its code reads as a negative row: the zero pad row 0 (rewritten to 0 each tick)
         q = torch.arange(self.num_cms)
-        pad_cm, real_cm, real = [], [], []
-        for layer in self.layers:
-            inside = (q < layer.num_cms).expand(layer.num_macs, -1)
-            pad_cm.append(torch.where(inside, q * self.num_neurons, 0))
-            real_cm.append(torch.where(inside, q * layer.num_neurons, 0))
-            real.append(inside)
-        self.cm_offset = torch.cat(pad_cm).to(self.device)
-        self.code_offset = torch.cat(real_cm).to(self.device)
-        self.real_cm = torch.cat(real).to(self.device)
-        self.shape = None
-        if self.padded:
-            k = torch.arange(self.num_neurons)
-            self.cell_mask = torch.cat([
-                ((q < layer.num_cms)[:, None] & (k < layer.num_neurons)[None, :]).float().expand(
-                    layer.num_macs, -1, -1) for layer in self.layers]).to(self.device)
-            chi = first.csa_params.sigmoid_chi
-            self.shape = PaddedCMs(
-                num_cms=torch.cat([torch.full((layer.num_macs,), float(layer.num_cms),
-                                              dtype=torch.float64)
-                                   for layer in self.layers]).to(self.device),
-                chi_k=torch.cat([torch.full((layer.num_macs,), chi * layer.num_neurons)
-                                 for layer in self.layers]).to(self.device))
+        pad_cm = torch.zeros(self.num_macs, self.num_cms, dtype=torch.long)
+        code_cm = torch.zeros_like(pad_cm)
+        real = torch.zeros(self.num_macs, self.num_cms, dtype=torch.bool)
+        mask = torch.zeros(self.num_macs, self.num_cms, self.num_neurons)
+        num_cms = torch.zeros(self.num_macs, dtype=torch.float64)
+        chi_k = torch.zeros(self.num_macs)
+        k = torch.arange(self.num_neurons)
+        for ell, layer in enumerate(self.layers):
+            lo, hi = self.span[ell]
+            inside = q < layer.num_cms
+            pad_cm[lo:hi] = torch.where(inside, q * self.num_neurons, 0)
+            code_cm[lo:hi] = torch.where(inside, q * layer.num_neurons, NO_CODE)
+            real[lo:hi] = inside
+            mask[lo:hi] = (inside[:, None] & (k < layer.num_neurons)[None, :]).float()
+            num_cms[lo:hi] = float(layer.num_cms)
+            chi_k[lo:hi] = first.csa_params.sigmoid_chi * layer.num_neurons
+        self.cm_offset = pad_cm.to(self.device)
+        self.code_offset = code_cm.to(self.device)
+        self.real_cm = real.to(self.device)
+        self.cell_mask = mask.to(self.device)
+        self.shape = PaddedCMs(num_cms=num_cms.to(self.device), chi_k=chi_k.to(self.device)) \
+            if self.padded else None
+
+    def _tables(self, row_offset: list[int]) -> None:
+        """Per (MAC, RF slot r): the store row of its input's first cell, the code-table row
+        of the lower MAC (upper layers) and the MAC — read at the live entries only."""
+        upper = self.layers[1:]
+        self.upper_rf = max(layer.rf_index.shape[1] for layer in upper)
+        base = torch.zeros(self.upper_macs, self.upper_rf, dtype=torch.long)
+        code_row = torch.zeros_like(base)
+        for ell, layer in enumerate(self.layers[1:], start=1):
+            lo, hi = self.span[ell]
+            r = layer.rf_index.shape[1]
+            base[lo:hi, :r] = layer.base.cpu().view(layer.num_macs, r, -1)[..., 0] \
+                + row_offset[ell]
+            code_row[lo:hi, :r] = 1 + self.span[ell - 1][0] + layer.rf_index.cpu()
+        mac = torch.arange(self.upper_macs).unsqueeze(1).expand_as(base)
+        self.upper_tables = [t.reshape(-1).to(self.device) for t in (base, code_row, mac)]
+        pixel = self.layers[0]
+        self.pixel_rf = pixel.rf_index.shape[1]
+        lo, hi = self.span[0]
+        base0 = pixel.base.cpu() + row_offset[0]  # Q_low = 1: one slot per RF pixel
+        mac0 = torch.arange(lo, hi).unsqueeze(1).expand_as(base0)
+        self.pixel_tables = [t.reshape(-1).to(self.device) for t in (base0, mac0)]
 
     def _padded_rule(self) -> tuple[HebbianRule, list[int]]:
         """The wavefront's own store: every layer's rows, cells padded to Q_max×K_max."""
@@ -173,24 +192,30 @@ class Wavefront:
         uniform = torch.zeros(ticks, g_all, q, device=dev)
         per_tick = torch.zeros(ticks, dtype=torch.long, device=dev)
         for ell, ((a, n), u) in enumerate(zip(activity, uniforms, strict=True)):
-            lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
+            lo, hi = self.span[ell]
             n_safe[ell:ell + frames, lo:hi] = n.clamp(min=1.0)
             uniform[ell:ell + frames, lo:hi, :u.shape[-1]] = u
             per_tick[ell:ell + frames] += (n * a).sum(dim=1).long()
         table = torch.zeros(1 + g_all, q, dtype=torch.long, device=dev)
-        flat_table, codes_table = table.view(-1), table[1:]
+        codes_table = table[1:]
         cells_out = torch.empty(ticks, g_all, q, dtype=torch.long, device=dev)
         g_out = torch.empty(ticks, g_all, device=dev)
         if self.padded:
             self._copy_in()
         p, store, shape = self.params, self.rule.store, self.shape
+        flat, ones = store.view(-1), self.rule.ones
         for t0, t1 in self._windows(per_tick):
-            base, source, mac, offsets, starts, ends = self._window(
+            (base, code_row, mac_up, up), (rows0, mac0, pix), offsets = self._window(
                 t0, t1, frames, pixels_on, activity)
-            for tick in range(t0, t1):
-                s, e = starts[tick - t0], ends[tick - t0]
-                rows = base[s:e] + flat_table.index_select(0, source[s:e])
-                u = F.embedding_bag(rows, store, offsets[tick - t0], mode="sum")
+            for i, tick in enumerate(range(t0, t1)):
+                s1, e1, s0, e0 = up[i], up[i + 1], pix[i], pix[i + 1]
+                # an upper entry's Q_low rows: its RF MAC's cells q·K_low + k_q, from the table
+                rows_up = table.index_select(0, code_row[s1:e1]).add_(
+                    base[s1:e1].unsqueeze(1))
+                if shape is not None:
+                    rows_up.clamp_(min=PAD_ROW)  # padded lower CMs read the zero row
+                rows = torch.cat([rows_up.view(-1), rows0[s0:e0]])
+                u = F.embedding_bag(rows, store, offsets[i], mode="sum")
                 v, g = familiarity(u, n_safe[tick], p, shape)
                 mu = selection_weights(v, g, p, shape)
                 if shape is not None:
@@ -199,7 +224,20 @@ class Wavefront:
                 cells = winners + self.cm_offset
                 if shape is not None:
                     cells = torch.where(self.real_cm, cells, cells[:, :1])
-                self._update(rows, cells.index_select(0, mac[s:e]))
+                if self.latch_after:
+                    up_cells = cells.index_select(0, mac_up[s1:e1]).unsqueeze(1)
+                    pos_up = up_cells + (rows_up * self.cells).unsqueeze(-1)
+                    flat.scatter_(0, pos_up.view(-1), ones(pos_up.numel()))
+                    pos0 = cells.index_select(0, mac0[s0:e0]).add_(
+                        (rows0[s0:e0] * self.cells).unsqueeze(-1))
+                    flat.scatter_(0, pos0.view(-1), ones(pos0.numel()))
+                    if shape is not None:
+                        store[PAD_ROW].zero_()
+                else:
+                    slot_cells = torch.cat([
+                        cells.index_select(0, mac_up[s1:e1]).repeat_interleave(q, dim=0),
+                        cells.index_select(0, mac0[s0:e0])])
+                    self._update(rows, slot_cells)
                 torch.add(winners, self.code_offset, out=codes_table)
                 cells_out[tick] = winners
                 g_out[tick] = g
@@ -213,7 +251,7 @@ class Wavefront:
                 layer.rule.version += 1  # their slices of the shared store changed
         cells_per_layer, g_per_layer = [], []
         for ell in range(depth):
-            lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
+            lo, hi = self.span[ell]
             cells_per_layer.append(cells_out[ell:ell + frames, lo:hi, :self.layers[ell].num_cms])
             g_per_layer.append(g_out[ell:ell + frames, lo:hi])
         return cells_per_layer, g_per_layer
@@ -231,47 +269,53 @@ class Wavefront:
 
     def _window(self, t0: int, t1: int, frames: int, pixels_on: torch.Tensor,
                 activity: list[tuple[torch.Tensor, torch.Tensor]]):
-        """The live slots of ticks [t0, t1), tick after tick, each tick's MACs in order.
+        """The live inputs of ticks [t0, t1), tick after tick, each tick's MACs in order.
 
-        Returns per slot its base row, code-table source and MAC (int32), per tick the bag
-        offsets of every MAC (relative to the tick's first slot), and each tick's slot range.
+        Returns the upper layers' live entries (base row, code-table row, MAC, per-tick
+        boundaries), the first layer's live slots (store row, MAC, boundaries), and per tick
+        the bag offsets of every MAC (relative to the tick's first row).
         """
         dev, width = self.device, t1 - t0
-        live = torch.zeros(width, self.num_macs, self.fan_in, dtype=torch.bool, device=dev)
-        grid = torch.zeros(width, self.num_macs, dtype=torch.int32, device=dev)
+        live_up = torch.zeros(width, self.upper_macs, self.upper_rf, dtype=torch.bool,
+                              device=dev)
+        live_pix = torch.zeros(width, self.layers[0].num_macs, self.pixel_rf,
+                               dtype=torch.bool, device=dev)
+        grid = torch.zeros(width, self.num_macs, dtype=torch.long, device=dev)
         for ell, layer in enumerate(self.layers):
             f0, f1 = max(t0 - ell, 0), min(t1 - ell, frames)
             if f0 >= f1:
                 continue
             lower = pixels_on[f0:f1] if ell == 0 else activity[ell - 1][0][f0:f1]
-            mask, counts = live_inputs(layer.rf_index, activity[ell][0][f0:f1], lower,
-                                       layer.lower_cms)
-            lo, hi = self.mac_offset[ell], self.mac_offset[ell + 1]
+            mask, _ = live_inputs(layer.rf_index, activity[ell][0][f0:f1], lower, 1)
+            lo, hi = self.span[ell]
             ticks = slice(f0 + ell - t0, f1 + ell - t0)
-            live[ticks, lo:hi, :layer.fan_in].unflatten(-1, (-1, layer.lower_cms)).copy_(
-                mask.unsqueeze(-1))
-            grid[ticks, lo:hi] = counts
-        # one nonzero puts the slots in (tick, MAC, slot) order: each tick's in one range
-        slot = live.view(-1).nonzero().squeeze(1).remainder_(self.num_macs * self.fan_in)
-        base, source, mac = (t.index_select(0, slot) for t in self.slot_tables)
+            if ell == 0:
+                live_pix[ticks] = mask
+                grid[ticks, lo:hi] = mask.sum(dim=-1)
+            else:
+                live_up[ticks, lo:hi, :mask.shape[-1]] = mask
+                grid[ticks, lo:hi] = mask.sum(dim=-1) * self.num_cms
+        # one nonzero per group puts the entries in (tick, MAC, slot) order
+        entry = live_up.view(-1).nonzero().squeeze(1).remainder_(
+            self.upper_macs * self.upper_rf)
+        upper = [t.index_select(0, entry) for t in self.upper_tables]
+        slot = live_pix.view(-1).nonzero().squeeze(1).remainder_(
+            self.layers[0].num_macs * self.pixel_rf)
+        pixel = [t.index_select(0, slot) for t in self.pixel_tables]
+        bounds = [[0, *x.view(width, -1).sum(dim=1).cumsum(0).tolist()]
+                  for x in (live_up, live_pix)]
         starts = bag_offsets(grid)
-        tick_start = starts[:, 0]
-        offsets = (starts - tick_start.unsqueeze(1)).long()
-        ends = (tick_start + grid.sum(dim=1, dtype=torch.int32)).tolist()
-        return base, source, mac, offsets, tick_start.tolist(), ends
+        offsets = starts - starts[:, :1]
+        return (*upper, bounds[0]), (*pixel, bounds[1]), offsets
 
     def _update(self, rows: torch.Tensor, cells: torch.Tensor) -> None:
-        """W[row, c] ← 1 for every live slot × its MAC's winners (the slots' MACs are active).
+        """W[row, c] ← 1 for each live slot × its MAC's winners, unless the row is frozen.
 
         rows: L store rows; cells: L×Q the winner cells of each slot's MAC. A row appears at
         most once per tick (one slot per input cell and MAC).
         """
         rule = self.rule
         flat = rule.store.view(-1)
-        if self.latch_after:
-            pos = cells.add_((rows * self.cells).unsqueeze(-1)).view(-1)  # cells: a fresh copy
-            flat.scatter_(0, pos, rule.ones(pos.numel()))
-            return
         # Frozen rows learn nothing: their writes go to the pad row, zeroed afterwards.
         rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows)
         pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
