@@ -32,6 +32,11 @@ class CSAParams:
     v_lo: float = 0.0
 
 
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the CSA's short sums (exact there); MPS has no float64, so float32."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 @dataclass(frozen=True)
 class PaddedCMs:
     """MACs of several layers stacked with Q and K padded to the largest (the fused loop).
@@ -54,7 +59,7 @@ def familiarity(
     summation order — and no padding with zero CMs — can change G by a bit.
     """
     v = (u / n_safe.unsqueeze(-1)).view(*u.shape[:-1], p.num_cms, p.num_neurons)
-    total = v.amax(dim=-1).sum(dim=-1, dtype=torch.float64)
+    total = v.amax(dim=-1).sum(dim=-1, dtype=exact_dtype(v.device))
     return v, (total / (p.num_cms if padded is None else padded.num_cms)).float()
 
 
@@ -101,7 +106,7 @@ def sample_winners(mu: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     float64, where it is exact (μ ∈ [μ_floor, η] spans far fewer than 29 binary orders), so
     neither the scan's order nor zero cells padded after the K real ones can change a draw.
     """
-    cdf = torch.cumsum(mu, dim=-1, dtype=torch.float64)
+    cdf = torch.cumsum(mu, dim=-1, dtype=exact_dtype(mu.device))
     # u < 1, so u·Σμ ≤ Σμ = the last CDF entry: the count is at most K − 1.
     return (cdf < (uniform * cdf[..., -1]).unsqueeze(-1)).sum(dim=-1)
 

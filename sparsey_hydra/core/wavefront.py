@@ -53,7 +53,10 @@ def fusable(layers: Sequence[object]) -> bool:
            for layer in layers):
         return True
     # different Q×K: the same CSA otherwise, θ_sat = 1 everywhere (see Wavefront), and μ within
-    # 2^24 of μ_floor, so the float64 CDF over padded cells stays exact (see sample_winners)
+    # 2^24 of μ_floor, so the float64 CDF over padded cells stays exact (see sample_winners);
+    # MPS has no float64
+    if first.device.type == "mps":
+        return False
     shape_free = [replace(layer.csa_params, num_cms=1, num_neurons=1) for layer in layers]
     p = first.csa_params
     widest = max(layer.num_neurons for layer in layers)
