@@ -75,7 +75,7 @@ class SparseyModel:
         self.generator.manual_seed(seed)
         self.frames_learned = 0
         self.fused = all(isinstance(layer, SparseyLayer) for layer in self.layers)
-        self.wavefront = Wavefront(self.layers, self.input_shape[0] * self.input_shape[1]) \
+        self.wavefront = Wavefront(self.layers) \
             if fusable(self.layers) else None
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:

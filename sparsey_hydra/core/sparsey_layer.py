@@ -275,12 +275,14 @@ class SparseyLayer:
         mr = entry.remainder(per_frame)
         rows = self.base.view(-1, self.lower_cms)[:, 0].index_select(0, mr)
         if lower_codes is not None:
-            # the lower MAC's cell q·K_low + k_q for each of its CMs q
+            # the lower MAC's cell q·K_low + k_q for each of its CMs q (offsets added on the
+            # small code table, and the rows added in place: broadcast adds over a last
+            # dimension of Q elements are several times slower out of place)
             lower = torch.div(entry, per_frame, rounding_mode="floor") * self.lower_macs \
                 + self.rf_flat.index_select(0, mr)
-            cells = lower_codes.reshape(-1, self.lower_cms).index_select(0, lower) \
-                + torch.arange(self.lower_cms, device=rows.device) * self.lower_neurons
-            rows = (rows.unsqueeze(1) + cells).view(-1)
+            lower_cells = (lower_codes + torch.arange(self.lower_cms, device=rows.device)
+                           * self.lower_neurons).reshape(-1, self.lower_cms)
+            rows = lower_cells.index_select(0, lower).add_(rows.unsqueeze(1)).view(-1)
         u = F.embedding_bag(rows, self.rule.store, bag_offsets(counts).view(-1).long(),
                             mode="sum")
         return u.view(frames, self.num_macs, -1)

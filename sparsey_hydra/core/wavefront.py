@@ -68,7 +68,7 @@ def fusable(layers: Sequence[object]) -> bool:
 class Wavefront:
     """Index tables and a shared row store that let all layers learn in one step per tick."""
 
-    def __init__(self, layers: Sequence[SparseyLayer], num_pixels: int) -> None:
+    def __init__(self, layers: Sequence[SparseyLayer]) -> None:
         self.layers = list(layers)
         first = self.layers[0]
         self.device = first.device
@@ -228,8 +228,9 @@ class Wavefront:
                 if shape is not None:
                     cells = torch.where(self.real_cm, cells, cells[:, :1])
                 if self.latch_after:
-                    up_cells = cells.index_select(0, mac_up[s1:e1]).unsqueeze(1)
-                    pos_up = up_cells + (rows_up * self.cells).unsqueeze(-1)
+                    # entry × its Q rows × the MAC's Q winners, built in place (faster)
+                    pos_up = cells.index_select(0, mac_up[s1:e1]).unsqueeze(1).expand(
+                        -1, q, -1).contiguous().add_((rows_up * self.cells).unsqueeze(-1))
                     flat.scatter_(0, pos_up.view(-1), ones(pos_up.numel()))
                     pos0 = cells.index_select(0, mac0[s0:e0]).add_(
                         (rows0[s0:e0] * self.cells).unsqueeze(-1))
