@@ -332,7 +332,7 @@ class SparseyLayer:
             winners = argmax_winners(v, draws.view(*active.shape, q))
         codes = torch.where(active.unsqueeze(-1), winners, -1)
         # an inactive MAC has no V (whichever way u was summed, it is reported as 0)
-        v = v.masked_fill(~active[..., None, None], 0.0)
+        v.masked_fill_(~active[..., None, None], 0.0)  # v is fresh (u / n)
         y = one_hot_codes(codes, k)
         g = torch.where(active, g, torch.full_like(g, float("nan")))
         return LayerOutput(active=active, codes=codes, y=y, g=g, v=v, inputs=rows)
