@@ -76,8 +76,18 @@ def assert_same(a, b):
     assert ma.frames_learned == mb.frames_learned
 
 
+@pytest.fixture(params=["write all", "skip writes that change nothing"])
+def writes(request, monkeypatch):
+    """Both ways the wavefront writes weights (θ_sat = 1): every live row × winner, or only
+    the (MAC, CM) pairs whose winner is not yet 1 on every live input."""
+    import sparsey_hydra.core.wavefront as wf
+
+    monkeypatch.setattr(wf, "SKIP_WRITES", 2**40 if request.param == "write all" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("saturation", [1.0, 0.3])
-def test_wavefront_and_layer_loop_equal_frame_by_frame(shared_data, saturation):
+def test_wavefront_and_layer_loop_equal_frame_by_frame(shared_data, saturation, writes):
     params = three_layers(saturation_threshold=saturation)
     images = mnist(shared_data, 60)
     ref = reference(params, images)
@@ -102,7 +112,7 @@ def mixed_layers(**kw):
                          receptive_field_radius=1.5, activation_threshold_min=0.1, **kw))
 
 
-def test_layers_of_different_q_and_k_fuse_with_padded_cms(shared_data):
+def test_layers_of_different_q_and_k_fuse_with_padded_cms(shared_data, writes):
     params = mixed_layers()
     images = mnist(shared_data, 60)
     ref = reference(params, images)

@@ -38,6 +38,11 @@ from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
 #: a padded CM's entry in the code table: any store row plus this is < 0 (read as row 0)
 NO_CODE = -(1 << 40)
+#: skip the writes that change nothing (see `_write_new`) when K is at most this — small K
+#: saturates fast, so nearly all writes are redundant — and a tick writes at least this many
+#: weights; otherwise listing the writes costs more than it saves
+SKIP_MAX_K = 8
+SKIP_WRITES = 1 << 14
 #: a window of ticks holds at most about this many live slots (bounded memory)
 WINDOW_SLOTS = 1 << 18
 
@@ -206,10 +211,11 @@ class Wavefront:
         if self.padded:
             self._copy_in()
         p, store, shape = self.params, self.rule.store, self.shape
-        flat, ones = store.view(-1), self.rule.ones
         for t0, t1 in self._windows(per_tick):
             (base, code_row, mac_up, up), (rows0, mac0, pix), offsets = self._window(
                 t0, t1, frames, pixels_on, activity)
+            writes = (up[-1] * q + pix[-1]) * q / (t1 - t0)  # weight writes per tick
+            skip = self.latch_after and self.num_neurons <= SKIP_MAX_K and writes >= SKIP_WRITES
             for i, tick in enumerate(range(t0, t1)):
                 s1, e1, s0, e0 = up[i], up[i + 1], pix[i], pix[i + 1]
                 # an upper entry's Q_low rows: its RF MAC's cells q·K_low + k_q, from the table
@@ -227,16 +233,11 @@ class Wavefront:
                 cells = winners + self.cm_offset
                 if shape is not None:
                     cells = torch.where(self.real_cm, cells, cells[:, :1])
-                if self.latch_after:
-                    # entry × its Q rows × the MAC's Q winners, built in place (faster)
-                    pos_up = cells.index_select(0, mac_up[s1:e1]).unsqueeze(1).expand(
-                        -1, q, -1).contiguous().add_((rows_up * self.cells).unsqueeze(-1))
-                    flat.scatter_(0, pos_up.view(-1), ones(pos_up.numel()))
-                    pos0 = cells.index_select(0, mac0[s0:e0]).add_(
-                        (rows0[s0:e0] * self.cells).unsqueeze(-1))
-                    flat.scatter_(0, pos0.view(-1), ones(pos0.numel()))
-                    if shape is not None:
-                        store[PAD_ROW].zero_()
+                if skip:
+                    self._write_new(u, n_safe[tick], winners, cells, rows_up, mac_up[s1:e1],
+                                    rows0[s0:e0], mac0[s0:e0])
+                elif self.latch_after:
+                    self._write_all(cells, rows_up, mac_up[s1:e1], rows0[s0:e0], mac0[s0:e0])
                 else:
                     slot_cells = torch.cat([
                         cells.index_select(0, mac_up[s1:e1]).repeat_interleave(q, dim=0),
@@ -311,6 +312,49 @@ class Wavefront:
         starts = bag_offsets(grid)
         offsets = starts - starts[:, :1]
         return (*upper, bounds[0]), (*pixel, bounds[1]), offsets
+
+    def _write_all(self, cells: torch.Tensor, rows_up: torch.Tensor, mac_up: torch.Tensor,
+                   rows0: torch.Tensor, mac0: torch.Tensor) -> None:
+        """W[row, c] ← 1 for every live row × its MAC's winners (θ_sat = 1: no latch)."""
+        q = self.num_cms
+        flat, ones = self.rule.store.view(-1), self.rule.ones
+        # entry × its Q rows × the MAC's Q winners, built in place (faster)
+        pos_up = cells.index_select(0, mac_up).unsqueeze(1).expand(-1, q, -1).contiguous(
+            ).add_((rows_up * self.cells).unsqueeze(-1))
+        flat.scatter_(0, pos_up.view(-1), ones(pos_up.numel()))
+        pos0 = cells.index_select(0, mac0).add_((rows0 * self.cells).unsqueeze(-1))
+        flat.scatter_(0, pos0.view(-1), ones(pos0.numel()))
+        if self.padded:
+            self.rule.store[PAD_ROW].zero_()  # padded lower CMs wrote to the pad row
+
+    def _write_new(self, u: torch.Tensor, n: torch.Tensor, winners: torch.Tensor,
+                   cells: torch.Tensor, rows_up: torch.Tensor, mac_up: torch.Tensor,
+                   rows0: torch.Tensor, mac0: torch.Tensor) -> None:
+        """W[row, c] ← 1 for the live rows × winners, skipping what is already 1 (θ_sat = 1).
+
+        u = n at a winner means every live input of that MAC already reaches it with weight 1
+        (W is binary, u and n are exact integers): its writes would change nothing. Once a
+        network has seen some data that is nearly all of them (98–99.5 % of the writes on
+        MNIST), so only the (MAC, CM) pairs with u < n are written.
+        """
+        q = self.num_cms
+        won = u.view(-1, q, self.num_neurons).gather(-1, winners.unsqueeze(-1)).squeeze(-1)
+        need = won < n.unsqueeze(-1)
+        if self.padded:
+            need &= self.real_cm
+        flat_cells = cells.view(-1)
+        flat, ones = self.rule.store.view(-1), self.rule.ones
+        for rows, mac in ((rows_up, mac_up), (rows0, mac0)):
+            # the (slot, CM) pairs to write: a slot's Q_low rows × one of its MAC's winners
+            slot, cm = need.index_select(0, mac).nonzero(as_tuple=True)
+            if slot.numel() == 0:
+                continue
+            cell = flat_cells.index_select(0, mac.index_select(0, slot) * q + cm)
+            pos = rows.index_select(0, slot).mul_(self.cells).add_(
+                cell.view(-1, *([1] * (rows.dim() - 1))))
+            flat.scatter_(0, pos.view(-1), ones(pos.numel()))
+        if self.padded:
+            self.rule.store[PAD_ROW].zero_()  # padded lower CMs wrote to the pad row
 
     def _update(self, rows: torch.Tensor, cells: torch.Tensor) -> None:
         """W[row, c] ← 1 for each live slot × its MAC's winners, unless the row is frozen.
