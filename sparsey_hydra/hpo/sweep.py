@@ -14,11 +14,15 @@ values included — is told FAILED with its error and the sweep goes on; only a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +158,8 @@ class StudySweep:
              f"{f', {running} running elsewhere' if running else ''}; "
              f"{self.n_jobs} at a time; each trial's output: {self.log_dir}/trial-<number>.log")
         try:
-            self._loop()
+            with self._ctrl_c_noted():
+                self._loop()
             summary = final_report(self.study, self.out_dir, self.storage_shown,
                                    list(self.space), self.hpo.plots, _say,
                                    objective_names(self.hpo))
@@ -175,6 +180,26 @@ class StudySweep:
         if not ok:
             sys.exit(1)
         return summary
+
+    @contextlib.contextmanager
+    def _ctrl_c_noted(self) -> Iterator[None]:
+        """Ctrl-C raises KeyboardInterrupt as usual, and is also noted: an interrupt that lands
+        inside a trial's config handling can surface there as another error (the trial then
+        just fails), and the note still stops the sweep after that batch, points given back."""
+        self.interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            signal.default_int_handler(signum, frame)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _loop(self) -> None:
         """Claim and run batches; when none is left, wait for the other workers' trials."""
@@ -233,6 +258,8 @@ class StudySweep:
         try:
             with Heartbeat(self.storage, batch, self.hpo.heartbeat_interval_s):
                 results = self._launch(batch)
+            if getattr(self, "interrupted", False):
+                raise KeyboardInterrupt  # Ctrl-C landed in a trial and surfaced as its error
         except BaseException:  # Ctrl-C: give the points back and leave the trials FAILED
             for trial in batch:
                 give_back(self.study, trial, "the sweep was interrupted")
