@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ class StudySweep:
         self.config = config
         self.launcher = launcher
         self.job_idx = 0
+        self.interrupted = False  # a Ctrl-C noted by _ctrl_c_noted
+        self.in_trials = False  # trials are running: Ctrl-C raises at once
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -183,17 +185,20 @@ class StudySweep:
 
     @contextlib.contextmanager
     def _ctrl_c_noted(self) -> Iterator[None]:
-        """Ctrl-C raises KeyboardInterrupt as usual, and is also noted: an interrupt that lands
-        inside a trial's config handling can surface there as another error (the trial then
-        just fails), and the note still stops the sweep after that batch, points given back."""
-        self.interrupted = False
+        """Ctrl-C stops the sweep between safe points, never half-way through the study's
+        bookkeeping: while trials run it raises KeyboardInterrupt at once (their points are
+        given back); elsewhere (claiming trials, recording results, waiting) it is noted and
+        acted on at the next check. An interrupt that surfaces inside a trial as another error
+        (it can land in Hydra's config handling) is caught by the same note."""
+        self.interrupted, self.in_trials = False, False
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def on_sigint(signum: int, frame: Any) -> None:
             self.interrupted = True
-            signal.default_int_handler(signum, frame)
+            if self.in_trials:
+                signal.default_int_handler(signum, frame)
 
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
@@ -201,12 +206,21 @@ class StudySweep:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def _check_interrupt(self, claimed: Sequence[optuna.Trial] = ()) -> None:
+        """Act on a noted Ctrl-C: give back what was claimed, then stop the sweep."""
+        if self.interrupted:
+            for trial in claimed:
+                give_back(self.study, trial, "the sweep was interrupted")
+            raise KeyboardInterrupt
+
     def _loop(self) -> None:
         """Claim and run batches; when none is left, wait for the other workers' trials."""
         waiting_said = False
         poll = max(0.5, min(5.0, self.hpo.heartbeat_interval_s / 2))
         while True:
+            self._check_interrupt()
             batch = self._claim()
+            self._check_interrupt(batch)
             if batch:
                 self._run_batch(batch)
                 waiting_said = False
@@ -218,7 +232,9 @@ class StudySweep:
                 _say(f"[hpo] {finished}/{self.total} finished; waiting for {running} trial(s) "
                      "of other workers (a dead worker's trial is retried here)")
                 waiting_said = True
-            time.sleep(poll)
+            for _ in range(int(poll / 0.25)):  # a noted Ctrl-C is seen within 0.25 s
+                self._check_interrupt()
+                time.sleep(0.25)
 
     def _claim(self) -> list[optuna.Trial]:
         """Up to n_jobs trials for this worker: queued points first, then new ones, never
@@ -257,8 +273,14 @@ class StudySweep:
     def _run_batch(self, batch: list[optuna.Trial]) -> None:
         try:
             with Heartbeat(self.storage, batch, self.hpo.heartbeat_interval_s):
-                results = self._launch(batch)
-            if getattr(self, "interrupted", False):
+                self.in_trials = True
+                try:
+                    if self.interrupted:  # noted just before: do not start the trials
+                        raise KeyboardInterrupt
+                    results = self._launch(batch)
+                finally:
+                    self.in_trials = False
+            if self.interrupted:
                 raise KeyboardInterrupt  # Ctrl-C landed in a trial and surfaced as its error
         except BaseException:  # Ctrl-C: give the points back and leave the trials FAILED
             for trial in batch:
