@@ -172,6 +172,14 @@ class HebbianRule:
         self.frozen_store.index_copy_(0, rows, self.counts.index_select(0, rows) >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
 
+    def latch_from_weights(self) -> None:
+        """Counts from W and the latch from the counts: right when a row can only freeze by
+        filling (θ_sat = 1 without decay), where the latch is W's to tell."""
+        count_nonzero_rows(self.store, self.counts)
+        self.counts[PAD_ROW] = 0
+        self.frozen_store.copy_(self.counts >= self.freeze_at)
+        self.frozen_store[PAD_ROW] = True
+
     def ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
         if self._ones_buffer.numel() < n:

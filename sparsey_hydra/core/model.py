@@ -173,9 +173,7 @@ class SparseyModel:
         frames = x.shape[0]
         with intra_op_threads(self.device, LOOP_THREADS):
             activity = self._activity(x)
-        live = sum(float((n * a).sum()) for a, n in activity) / max(frames, 1)
-        threads = None if live >= PARALLEL_LIVE_INPUTS else LOOP_THREADS
-        with intra_op_threads(self.device, threads):
+        with intra_op_threads(self.device, self._loop_threads(activity, frames)):
             uniforms = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
             if self.wavefront is not None:
                 winners, fam = self.wavefront.learn(x[..., 0] > 0, activity, uniforms)
@@ -192,6 +190,14 @@ class SparseyModel:
                                     y=one_hot_codes(codes, layer.num_neurons),
                                     g=torch.where(active, g_out, float("nan"))))
         return outs
+
+    def _loop_threads(self, activity: list[tuple[torch.Tensor, torch.Tensor]],
+                      frames: int) -> int | None:
+        """CPU threads for the learning loop: one, or torch's own for large frames."""
+        if self.device.type != "cpu":
+            return None
+        live = sum(float((n * a).sum()) for a, n in activity) / max(frames, 1)
+        return None if live >= PARALLEL_LIVE_INPUTS else LOOP_THREADS
 
     def _learn_layer_by_layer(self, x: torch.Tensor,
                               activity: list[tuple[torch.Tensor, torch.Tensor]],

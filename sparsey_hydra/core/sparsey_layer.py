@@ -180,6 +180,7 @@ class SparseyLayer:
         r_i = torch.arange(r_max).view(1, -1, 1) * lower.cells_per_mac
         q_i = torch.zeros(1, 1, lower.num_cms, dtype=torch.long)
         self.base = (1 + m_i + r_i + q_i).reshape(self.num_macs, self.fan_in).to(self.device)
+        self.rf_base = self.base.view(self.num_macs, r_max, -1)[..., 0].contiguous()  # M×R
         self.rule = HebbianRule(self.num_macs, self.input_size, cells,
                                 params.saturation_threshold, params.permanence_steps,
                                 params.permanence_convexity, self.device)
@@ -273,7 +274,7 @@ class SparseyLayer:
         entry = live.view(-1).nonzero().squeeze(1)  # (frame, MAC, r) in order
         per_frame = self.rf_index.numel()
         mr = entry.remainder(per_frame)
-        rows = self.base.view(-1, self.lower_cms)[:, 0].index_select(0, mr)
+        rows = self.rf_base.view(-1).index_select(0, mr)
         if lower_codes is not None:
             # the lower MAC's cell q·K_low + k_q for each of its CMs q (offsets added on the
             # small code table, and the rows added in place: broadcast adds over a last
@@ -300,16 +301,16 @@ class SparseyLayer:
         the live slots.
         """
         rows = None
-        if not learning and activity is not None and lower is not None \
-                and not self.uses_dense_recognition():
-            active, n = activity
-            u = self.live_input_sum(lower[0], lower[1], active)
-        elif not learning and activity is not None and self.uses_dense_recognition():
+        dense = not learning and activity is not None and self.uses_dense_recognition()
+        if dense:
             # The same weights summed in another order: equal to the gather for binary W
             # (integer sums); with decay, float rounding may differ in the last bit.
             active, n = activity
             u = (lower_y.reshape(lower_y.shape[0], -1) @ self.dense_weights()).view(
                 lower_y.shape[0], self.num_macs, -1)
+        elif not learning and activity is not None and lower is not None:
+            active, n = activity
+            u = self.live_input_sum(lower[0], lower[1], active)
         else:
             off = code_offsets(lower_y, self.lower_cms, self.lower_neurons)
             rows = self.input_rows(off)

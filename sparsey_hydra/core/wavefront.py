@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
-from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, count_nonzero_rows
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
 from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
@@ -139,8 +139,7 @@ class Wavefront:
         for ell, layer in enumerate(self.layers[1:], start=1):
             lo, hi = self.span[ell]
             r = layer.rf_index.shape[1]
-            base[lo:hi, :r] = layer.base.cpu().view(layer.num_macs, r, -1)[..., 0] \
-                + row_offset[ell]
+            base[lo:hi, :r] = layer.rf_base.cpu() + row_offset[ell]
             code_row[lo:hi, :r] = 1 + self.span[ell - 1][0] + layer.rf_index.cpu()
         mac = torch.arange(self.upper_macs).unsqueeze(1).expand_as(base)
         self.upper_tables = [t.reshape(-1).to(self.device) for t in (base, code_row, mac)]
@@ -181,10 +180,7 @@ class Wavefront:
             rule, rows = layer.rule, layer.rule.rows
             rule.store.view(rows, layer.num_cms, layer.num_neurons).copy_(
                 store[lo:lo + rows, :layer.num_cms, :layer.num_neurons])
-            count_nonzero_rows(rule.store, rule.counts)
-            rule.counts[PAD_ROW] = 0
-            rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
-            rule.frozen_store[PAD_ROW] = True
+            rule.latch_from_weights()
             rule.version += 1
             lo += rows
         self.synced = [layer.rule.version for layer in self.layers]
@@ -239,10 +235,13 @@ class Wavefront:
                 elif self.latch_after:
                     self._write_all(cells, rows_up, mac_up[s1:e1], rows0[s0:e0], mac0[s0:e0])
                 else:
+                    # θ_sat < 1: the rule's own update, one live slot per "MAC" row
                     slot_cells = torch.cat([
                         cells.index_select(0, mac_up[s1:e1]).repeat_interleave(q, dim=0),
                         cells.index_select(0, mac0[s0:e0])])
-                    self._update(rows, slot_cells)
+                    self.rule.update(rows.unsqueeze(1), rows.new_zeros(rows.shape[0], 1,
+                                                                         dtype=torch.bool),
+                                     slot_cells)
                 torch.add(winners, self.code_offset, out=codes_table)
                 cells_out[tick] = winners
                 g_out[tick] = g
@@ -356,29 +355,8 @@ class Wavefront:
         if self.padded:
             self.rule.store[PAD_ROW].zero_()  # padded lower CMs wrote to the pad row
 
-    def _update(self, rows: torch.Tensor, cells: torch.Tensor) -> None:
-        """W[row, c] ← 1 for each live slot × its MAC's winners, unless the row is frozen.
-
-        rows: L store rows; cells: L×Q the winner cells of each slot's MAC. A row appears at
-        most once per tick (one slot per input cell and MAC).
-        """
-        rule = self.rule
-        flat = rule.store.view(-1)
-        # Frozen rows learn nothing: their writes go to the pad row, zeroed afterwards.
-        rows = torch.where(rule.frozen_store.index_select(0, rows), PAD_ROW, rows)
-        pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
-        old = flat.index_select(0, pos).view(cells.shape).sum(dim=-1)
-        flat.scatter_(0, pos, rule.ones(pos.numel()))
-        rule.counts.index_add_(0, rows, cells.shape[-1] - old)
-        rule.store[PAD_ROW].zero_()
-        rule.counts[PAD_ROW] = 0
-        rule.frozen_store.index_copy_(0, rows, rule.counts.index_select(0, rows) >= rule.freeze_at)
-        rule.frozen_store[PAD_ROW] = True
-
     def _set_latch(self) -> None:
         """Counts and freeze latch from the weights (θ_sat = 1: frozen ⇔ the row is full)."""
-        rule = self.rule
-        count_nonzero_rows(rule.store, rule.counts)
-        rule.frozen_store.copy_(rule.counts >= rule.freeze_at)
+        self.rule.latch_from_weights()
         for layer in self.layers:
             layer.rule.frozen_store[PAD_ROW] = True  # every layer's own pad row
