@@ -11,7 +11,6 @@ store and W&B are all done per block as well.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from rich.markup import escape
 
+from sparsey_hydra.core.model import save_atomic
 from sparsey_hydra.core.sparsey_layer import LayerOutput
 from sparsey_hydra.metrics.base import Metric, Phase, Reduction
 from sparsey_hydra.metrics.basis_set_size import BasisSetSize, BasisSetTracker
@@ -394,15 +394,7 @@ def save_training_record(recorder: MetricRecorder, model_path: str | Path) -> Pa
     """Keep what evaluating the model later needs (the training memory, basis sets, plots'
     data) beside it; the model file itself is not touched."""
     path = training_record_path(model_path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:  # written in full, flushed, then renamed: atomic
-            torch.save(recorder.training_state(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_atomic(path, recorder.training_state())
     return path
 
 
