@@ -202,3 +202,34 @@ def test_dense_and_gathered_recognition_agree(shared_data, monkeypatch):
     again = model.recognize(images)
     for a, b in zip(after, again, strict=True):
         assert torch.equal(a.codes, b.codes)
+
+
+@pytest.mark.parametrize("make", [three_layers, mixed_layers])
+def test_float16_store_learns_and_recognises_exactly_as_float32(shared_data, monkeypatch,
+                                                                 make):
+    """A binary store (no decay) is kept in float16: u is a sum of at most J ≤ 2^11 ones, so
+    it is exact, and codes, G, weights, V and the saved file match a float32 store bit for
+    bit; a decaying store (fractional weights) stays float32."""
+    import sparsey_hydra.core.sparsey_layer as sl
+    from sparsey_hydra.core.learning_rule import HALF_EXACT_SUM, store_dtype
+
+    images = mnist(shared_data, 60)
+    half = chunked(make(), images, [17, 43])
+    assert {layer.rule.dtype for layer in half[0].layers} == {torch.float16}
+    assert half[0].wavefront.rule.store.dtype == torch.float16
+    monkeypatch.setattr(sl, "store_dtype", lambda *a: torch.float32)
+    single = chunked(make(), images, [17, 43])
+    assert single[0].layers[0].rule.store.dtype == torch.float32
+    assert_same(half, single)
+    for model in (half[0], single[0]):
+        model.generator.manual_seed(9)
+    seen = [model.recognize(images) for model in (half[0], single[0])]
+    for a, b in zip(*seen, strict=True):
+        assert torch.equal(a.codes, b.codes) and torch.equal(a.v, b.v)
+    saved = half[0].state()["layers"][0]["weights"]
+    assert saved.dtype == torch.float32 and torch.equal(saved, single[0].layers[0].weights)
+    assert store_dtype(None, HALF_EXACT_SUM) == torch.float16
+    assert store_dtype(None, HALF_EXACT_SUM + 1) == torch.float32  # u could round
+    assert store_dtype(10, 4) == torch.float32  # decay: fractional weights
+    decaying = build_model((28, 28), *three_layers(permanence_steps=15))
+    assert decaying.layers[0].rule.store.dtype == torch.float32

@@ -15,6 +15,19 @@ import torch
 
 VIRGIN_AGE = 2**30
 PAD_ROW = 0
+#: float16 holds every integer up to 2^11 exactly: a binary store summed over at most this many
+#: rows gives exact u in any order, at half float32's memory traffic
+HALF_EXACT_SUM = 2**11
+
+
+def store_dtype(permanence_steps: int | None, max_rows_summed: int,
+                device: torch.device | str = "cpu") -> torch.dtype:
+    """float16 where W stays binary (no decay: weights only go 0 → 1) and u ≤ 2^11, so u is
+    exact; float32 otherwise (decayed weights are fractions). MPS keeps float32."""
+    binary = permanence_steps is None
+    if binary and max_rows_summed <= HALF_EXACT_SUM and torch.device(device).type != "mps":
+        return torch.float16
+    return torch.float32
 
 
 def permanence(age: torch.Tensor, steps: int, convexity: float) -> torch.Tensor:
@@ -51,7 +64,11 @@ class HebbianRule:
 
     def __init__(self, num_macs: int, input_size: int, cells: int,
                  saturation_threshold: float = 1.0, permanence_steps: int | None = None,
-                 permanence_convexity: float = 1.0, device: torch.device | str = "cpu") -> None:
+                 permanence_convexity: float = 1.0, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        if dtype != torch.float32 and permanence_steps is not None:
+            raise ValueError("a decaying store holds fractions: it must be float32")
+        self.dtype = dtype
         self.rows = 1 + num_macs * input_size
         self.shape = (num_macs, input_size, cells)
         self.cells = cells
@@ -60,7 +77,7 @@ class HebbianRule:
         self._frozen: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
         self.compact = self.device.type == "cpu"  # nonzero() would sync a GPU
-        self._ones_buffer = torch.ones(0, device=device)
+        self._ones_buffer = torch.ones(0, device=device, dtype=dtype)
         self.version = 0  # bumped by every change of W (caches of W check it)
         self.freeze_at = freeze_count(saturation_threshold, cells)
         self.permanence_steps = permanence_steps
@@ -76,7 +93,8 @@ class HebbianRule:
     def store(self) -> torch.Tensor:
         """(1 + M·N)×QK weights, row 0 the zero pad row."""
         if self._store is None:
-            self._store = torch.zeros(self.rows, self.cells, device=self.device)
+            self._store = torch.zeros(self.rows, self.cells, device=self.device,
+                                      dtype=self.dtype)
         return self._store
 
     @property
@@ -106,7 +124,9 @@ class HebbianRule:
             offsets.append(total)
             total += r.rows
         first = rules[0]
-        whole = cls(1, total - 1, first.cells, device=first.device)
+        dtypes = {r.dtype for r in rules}
+        whole = cls(1, total - 1, first.cells, device=first.device,
+                    dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32)
         whole.freeze_at = first.freeze_at
         whole.compact = first.compact
         for r, lo in zip(rules, offsets, strict=True):
@@ -115,10 +135,12 @@ class HebbianRule:
                 own = getattr(r, name)
                 part = getattr(whole, name.lstrip("_").replace("frozen", "frozen_store"))[lo:hi]
                 if own is not None:
-                    part.copy_(own)
+                    part.copy_(own)  # (exact: a float16 store holds 0 and 1 only)
                 elif name == "_frozen":
                     part[PAD_ROW] = True
                 setattr(r, name, part)
+            r.dtype = whole.dtype
+            r._ones_buffer = whole._ones_buffer[:0]
         return whole, offsets
 
     @property
@@ -157,11 +179,12 @@ class HebbianRule:
         pos = ((rows * self.cells).unsqueeze(-1) + cells).view(-1)
         if self.age is None:
             # Without decay a weight never returns to 0: count the new nonzeros incrementally.
-            old = flat.index_select(0, pos).view(-1, cells.shape[-1]).sum(dim=-1)
-            flat.scatter_(0, pos, self.ones(pos.numel()))
+            old = flat.index_select(0, pos).view(-1, cells.shape[-1]).sum(
+                dim=-1, dtype=torch.float32)
+            self.write_ones(pos)
             self.counts.index_add_(0, rows, cells.shape[-1] - old)
         else:
-            flat.scatter_(0, pos, self.ones(pos.numel()))
+            self.write_ones(pos)
             self.age.view(-1).index_fill_(0, pos, 0)
             self.counts.index_copy_(0, rows, (store.index_select(0, rows) > 0).sum(
                 dim=-1, dtype=torch.float32))
@@ -180,15 +203,25 @@ class HebbianRule:
         self.frozen_store.copy_(self.counts >= self.freeze_at)
         self.frozen_store[PAD_ROW] = True
 
+    def write_ones(self, pos: torch.Tensor) -> None:
+        """W.flat[pos] ← 1. float32: `scatter_` from a reusable buffer of ones (fastest);
+        float16: `index_fill_` (the CPU's float16 `scatter_` copies the whole store)."""
+        flat = self.store.view(-1)
+        if self.dtype == torch.float32:
+            flat.scatter_(0, pos, self.ones(pos.numel()))
+        else:
+            flat.index_fill_(0, pos, 1.0)
+
     def ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
         if self._ones_buffer.numel() < n:
             self._ones_buffer = torch.ones(max(n, 2 * self._ones_buffer.numel()),
-                                           device=self.store.device)
+                                           device=self.store.device, dtype=self.dtype)
         return self._ones_buffer[:n]
 
     def state(self) -> dict[str, torch.Tensor]:
-        st = {"weights": self.weights, "frozen": self.frozen}
+        # the model file holds float32 whatever the store's dtype (one file format)
+        st = {"weights": self.weights.float(), "frozen": self.frozen}
         if self.age is not None:
             st["age"] = self.age[1:].view(self.shape)
         return st

@@ -28,7 +28,7 @@ from sparsey_hydra.core.geometry import (
     grid_positions,
     receptive_fields,
 )
-from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, store_dtype
 from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
 
 GATE_TOLERANCE = 1e-9
@@ -183,7 +183,8 @@ class SparseyLayer:
         self.rf_base = self.base.view(self.num_macs, r_max, -1)[..., 0].contiguous()  # M×R
         self.rule = HebbianRule(self.num_macs, self.input_size, cells,
                                 params.saturation_threshold, params.permanence_steps,
-                                params.permanence_convexity, self.device)
+                                params.permanence_convexity, self.device,
+                                store_dtype(params.permanence_steps, self.fan_in, self.device))
         self.csa_params = params.csa()
         self.cm_offset = torch.arange(self.num_cms, device=self.device) * self.num_neurons
         scale = (self.rf_size * self.lower_cms).to(torch.float32)
@@ -245,7 +246,7 @@ class SparseyLayer:
                             device=self.device)
         macs = torch.arange(self.num_macs, device=self.device).unsqueeze(1)
         dense[self.rf_index, :, macs, :] = self.weights.view(
-            self.num_macs, r_max, self.lower_cells, cells)
+            self.num_macs, r_max, self.lower_cells, cells).to(dense.dtype)
         dense = dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
         self._dense = (self.rule.version, dense)
         return dense
