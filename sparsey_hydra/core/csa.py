@@ -118,7 +118,9 @@ def argmax_winners(v: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     cells — the same distribution as a random key per cell, with K times fewer draws.
     """
     ties = v == v.amax(dim=-1, keepdim=True)
-    count = ties.sum(dim=-1)
-    pick = torch.minimum((uniform * count).long(), count - 1)
+    # bool sums and scans into int32: into int64 they are ~3× slower on a large batch
+    count = ties.sum(dim=-1, dtype=torch.int32)
+    pick = torch.minimum((uniform * count).int(), count - 1)
     # the (pick+1)-th tie sits after exactly the positions whose tie rank is ≤ pick
-    return (ties.cumsum(dim=-1) <= pick.unsqueeze(-1)).sum(dim=-1)
+    return (ties.cumsum(dim=-1, dtype=torch.int32) <= pick.unsqueeze(-1)).sum(
+        dim=-1, dtype=torch.int32).long()

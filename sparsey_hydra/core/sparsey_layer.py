@@ -29,7 +29,7 @@ from sparsey_hydra.core.geometry import (
     receptive_fields,
 )
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, store_dtype
-from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
+from sparsey_hydra.core.live_slots import bag_offsets, live_counts, live_inputs
 
 GATE_TOLERANCE = 1e-9
 #: recognition uses a dense matmul with W laid out over the whole lower layer when that
@@ -271,7 +271,8 @@ class SparseyLayer:
         One bag per (frame, MAC) in `embedding_bag`; an inactive MAC's bag is empty (u = 0).
         """
         frames = active.shape[0]
-        live, counts = live_inputs(self.rf_index, active, lower_active, self.lower_cms)
+        live = live_inputs(self.rf_index, active, lower_active)
+        counts = live_counts(live) * self.lower_cms  # slots: each live lower MAC gives Q_low
         entry = live.view(-1).nonzero().squeeze(1)  # (frame, MAC, r) in order
         per_frame = self.rf_index.numel()
         mr = entry.remainder(per_frame)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
-from sparsey_hydra.core.live_slots import bag_offsets, live_inputs
+from sparsey_hydra.core.live_slots import bag_offsets, live_counts, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
 #: a padded CM's entry in the code table: any store row plus this is < 0 (read as row 0)
@@ -292,15 +292,15 @@ class Wavefront:
             if f0 >= f1:
                 continue
             lower = pixels_on[f0:f1] if ell == 0 else activity[ell - 1][0][f0:f1]
-            mask, _ = live_inputs(layer.rf_index, activity[ell][0][f0:f1], lower, 1)
+            mask = live_inputs(layer.rf_index, activity[ell][0][f0:f1], lower)
             lo, hi = self.span[ell]
             ticks = slice(f0 + ell - t0, f1 + ell - t0)
             if ell == 0:
                 live_pix[ticks] = mask
-                grid[ticks, lo:hi] = mask.sum(dim=-1)
+                grid[ticks, lo:hi] = live_counts(mask)
             else:
                 live_up[ticks, lo:hi, :mask.shape[-1]] = mask
-                grid[ticks, lo:hi] = mask.sum(dim=-1) * self.num_cms
+                grid[ticks, lo:hi] = live_counts(mask) * self.num_cms
         # one nonzero per group puts the entries in (tick, MAC, slot) order
         entry = live_up.view(-1).nonzero().squeeze(1).remainder_(
             self.upper_macs * self.upper_rf)
@@ -308,8 +308,11 @@ class Wavefront:
         slot = live_pix.view(-1).nonzero().squeeze(1).remainder_(
             self.layers[0].num_macs * self.pixel_rf)
         pixel = [t.index_select(0, slot) for t in self.pixel_tables]
-        bounds = [[0, *x.view(width, -1).sum(dim=1).cumsum(0).tolist()]
-                  for x in (live_up, live_pix)]
+        # per tick: upper entries (rows / Q) and pixel slots, from the small per-MAC counts
+        upper_rows = grid[:, :self.upper_macs].sum(dim=1)
+        bounds = [[0, *x.cumsum(0).tolist()] for x in (
+            torch.div(upper_rows, self.num_cms, rounding_mode="floor"),
+            grid[:, self.upper_macs:].sum(dim=1))]
         starts = bag_offsets(grid)
         offsets = starts - starts[:, :1]
         return (*upper, bounds[0]), (*pixel, bounds[1]), offsets
