@@ -30,6 +30,12 @@ def store_dtype(permanence_steps: int | None, max_rows_summed: int,
     return torch.float32
 
 
+def shared_dtype(rules: list[HebbianRule]) -> torch.dtype:
+    """The dtype of one store holding all `rules`' rows: theirs if they agree, else float32."""
+    dtypes = {r.dtype for r in rules}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
+
+
 def permanence(age: torch.Tensor, steps: int, convexity: float) -> torch.Tensor:
     """g(t) = (T + c)(T − t) / (T·(T − t + c)) for t < T, and 0 for t ≥ T."""
     t = age.to(torch.float64)
@@ -124,9 +130,7 @@ class HebbianRule:
             offsets.append(total)
             total += r.rows
         first = rules[0]
-        dtypes = {r.dtype for r in rules}
-        whole = cls(1, total - 1, first.cells, device=first.device,
-                    dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32)
+        whole = cls(1, total - 1, first.cells, device=first.device, dtype=shared_dtype(rules))
         whole.freeze_at = first.freeze_at
         whole.compact = first.compact
         for r, lo in zip(rules, offsets, strict=True):
@@ -140,7 +144,6 @@ class HebbianRule:
                     part[PAD_ROW] = True
                 setattr(r, name, part)
             r.dtype = whole.dtype
-            r._ones_buffer = whole._ones_buffer[:0]
         return whole, offsets
 
     @property
@@ -214,7 +217,7 @@ class HebbianRule:
 
     def ones(self, n: int) -> torch.Tensor:
         """A reusable source of n ones for the scatter (no allocation per frame)."""
-        if self._ones_buffer.numel() < n:
+        if self._ones_buffer.numel() < n or self._ones_buffer.dtype != self.dtype:
             self._ones_buffer = torch.ones(max(n, 2 * self._ones_buffer.numel()),
                                            device=self.store.device, dtype=self.dtype)
         return self._ones_buffer[:n]

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
-from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule
+from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, shared_dtype
 from sparsey_hydra.core.live_slots import bag_offsets, live_counts, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
 
@@ -156,9 +156,8 @@ class Wavefront:
         for layer in self.layers:
             offsets.append(total)
             total += layer.rule.rows
-        dtypes = {layer.rule.dtype for layer in self.layers}
         rule = HebbianRule(1, total - 1, self.cells, device=self.device,
-                           dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32)
+                           dtype=shared_dtype([layer.rule for layer in self.layers]))
         return rule, offsets
 
     def _copy_in(self) -> None:
