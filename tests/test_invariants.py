@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 from conftest import build_model, layer_params, random_images
 
@@ -333,3 +334,20 @@ def test_recognition_breaks_ties_uniformly_at_random():
     assert ((counts[[1, 3, 4]].float() / 30_000 - 1 / 3).abs() < 0.015).all()
     assert torch.equal(argmax_winners(torch.tensor([[0.1, 0.7, 0.3]]), torch.tensor([0.99])),
                        torch.tensor([1]))
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 16, 32])
+def test_frames_last_tie_break_picks_the_same_cell(k):
+    """argmax_one_hot (V held …×K×frames, ranks by matmul) picks the very cell argmax_winners
+    picks from the same uniform, under heavy ties, and gives inactive MACs no code."""
+    from sparsey_hydra.core.csa import argmax_one_hot, argmax_winners
+
+    gen = torch.Generator().manual_seed(k)
+    v = torch.randint(0, 3, (7, 5, k, 300), generator=gen).float() / 2  # many ties
+    u = torch.rand(7, 5, 300, generator=gen)
+    active = torch.rand(7, 1, 300, generator=gen) < 0.8
+    winners, code = argmax_one_hot(v, u, active)
+    expected = argmax_winners(v.permute(0, 1, 3, 2), u)
+    assert torch.equal(winners.long()[active.expand_as(u)], expected[active.expand_as(u)])
+    hot = torch.nn.functional.one_hot(expected, k).permute(0, 1, 3, 2).float()
+    assert torch.equal(code.float(), hot * active.unsqueeze(2))

@@ -178,8 +178,10 @@ def test_recognition_codes_do_not_depend_on_the_batch(shared_data):
 
 
 def test_dense_and_gathered_recognition_agree(shared_data, monkeypatch):
+    import sparsey_hydra.core.model as model_module
     import sparsey_hydra.core.sparsey_layer as sl
 
+    monkeypatch.setattr(model_module, "COLUMN_MIN_FRAMES", 10**9)  # the frame-first paths
     images = mnist(shared_data, 40)
     model = build_model((28, 28), *three_layers(), seed=2)
     model.learn_frames(images[:30])
@@ -233,3 +235,54 @@ def test_float16_store_learns_and_recognises_exactly_as_float32(shared_data, mon
     assert store_dtype(10, 4) == torch.float32  # decay: fractional weights
     decaying = build_model((28, 28), *three_layers(permanence_steps=15))
     assert decaying.layers[0].rule.store.dtype == torch.float32
+
+
+@pytest.mark.parametrize("make", [three_layers, mixed_layers])
+def test_frames_last_recognition_equals_the_gathers(shared_data, monkeypatch, make):
+    """Recognition frames last (bfloat16 matmuls over the dense layouts, the tie-break as
+    ranks by matmul) gives the live-input gathers' active, codes, G, V and Y bit for bit, in
+    one block or several, and follows the weights as they learn."""
+    import sparsey_hydra.core.model as model_module
+
+    images = mnist(shared_data, 90)
+    model = build_model((28, 28), *make(), seed=4)
+    model.learn_frames(images[:50])
+    assert all(layer.uses_column_recognition() for layer in model.layers)
+
+    def both(frames):
+        state = model.generator.get_state()
+        monkeypatch.setattr(model_module, "COLUMN_MIN_FRAMES", 10**9)
+        gathered = model.recognize(frames)
+        model.generator.set_state(state)
+        monkeypatch.setattr(model_module, "COLUMN_MIN_FRAMES", 1)
+        return gathered, model.recognize(frames)
+
+    for elements in (model_module.RECOGNITION_ELEMENTS, 1):  # one block; blocks of 128
+        monkeypatch.setattr(model_module, "RECOGNITION_ELEMENTS", elements)
+        monkeypatch.setattr(model_module, "RECOGNITION_BLOCK", (7, 4096))
+        gathered, columns = both(images)
+        for a, b in zip(gathered, columns, strict=True):
+            assert torch.equal(a.active, b.active) and torch.equal(a.codes, b.codes)
+            assert b.codes.dtype == torch.long and (b.codes[b.active] >= 0).all()
+            assert torch.equal(a.g.nan_to_num(-1.0), b.g.nan_to_num(-1.0))
+            assert torch.equal(a.v, b.v) and torch.equal(a.y, b.y)
+            assert b.y.dtype == torch.float32 and b.num_neurons == a.num_neurons
+            assert torch.equal(b.v.contiguous().view(-1), a.v.reshape(-1))
+        assert any(bool((b.codes > 0).any()) for b in columns)  # not all cell 0
+    model.learn_frames(images[50:])  # the cached layouts follow new learning
+    gathered, columns = both(images)
+    for a, b in zip(gathered, columns, strict=True):
+        assert torch.equal(a.codes, b.codes) and torch.equal(a.v, b.v)
+
+
+def test_frames_last_recognition_only_where_exact(shared_data):
+    """The bfloat16 matmul is used only where u stays exact: a binary store, J ≤ 2^8."""
+    wide = build_model((28, 28), layer_params(num_macs=4, receptive_field_radius=0.9,
+                                              num_cms_per_mac=2, num_neurons_per_cm=2))
+    assert wide.layers[0].fan_in > 256 and not wide.layers[0].uses_column_recognition()
+    decaying = build_model((28, 28), *three_layers(permanence_steps=15))
+    assert not any(layer.uses_column_recognition() for layer in decaying.layers)
+    images = mnist(shared_data, 40)
+    wide.learn_frames(images)
+    out = wide.recognize(images)[0]  # the gathers, frames first
+    assert out.v.is_contiguous() and out.codes.shape == (40, 4, 2)

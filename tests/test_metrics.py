@@ -60,8 +60,9 @@ def out(codes: list[list[list[int]] | list[list[int]]], k: int,
 
 def first(o: LayerOutput, n: int) -> LayerOutput:
     """The first n frames of a layer output."""
-    return LayerOutput(**{f.name: None if getattr(o, f.name) is None else getattr(o, f.name)[:n]
-                          for f in dataclasses.fields(o)})
+    values = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
+    return LayerOutput(**{k: v[:n] if isinstance(v, torch.Tensor) else v
+                          for k, v in values.items()})
 
 
 def images(*rows: list[int]) -> torch.Tensor:

@@ -54,13 +54,22 @@ def familiarity(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """V = u / n shaped …×Q×K, and G = mean over CMs of max_k V.
 
-    `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0. The
-    sum over CMs is taken in float64, where it is exact (Q values u/n of float32), so no
-    summation order — and no padding with zero CMs — can change G by a bit.
+    `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0.
     """
     v = (u / n_safe.unsqueeze(-1)).view(*u.shape[:-1], p.num_cms, p.num_neurons)
-    total = v.amax(dim=-1).sum(dim=-1, dtype=exact_dtype(v.device))
-    return v, (total / (p.num_cms if padded is None else padded.num_cms)).float()
+    return v, global_familiarity(v, p.num_cms if padded is None else padded.num_cms)
+
+
+def global_familiarity(v: torch.Tensor, num_cms: int | torch.Tensor,
+                       k_dim: int = -1) -> torch.Tensor:
+    """G = mean over CMs of max_k V, for V with its cells on `k_dim` and its CMs just before.
+
+    The sum over CMs is taken in float64, where it is exact (Q values u/n of float32), so no
+    summation order — and no padding with zero CMs — can change G by a bit.
+    """
+    cm_dim = k_dim - 1 if k_dim > 0 else k_dim
+    total = v.amax(dim=k_dim).sum(dim=cm_dim, dtype=exact_dtype(v.device))
+    return (total / num_cms).float()
 
 
 def expansivity(g: torch.Tensor, p: CSAParams, padded: PaddedCMs | None = None) -> torch.Tensor:
@@ -118,9 +127,39 @@ def argmax_winners(v: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     cells — the same distribution as a random key per cell, with K times fewer draws.
     """
     ties = v == v.amax(dim=-1, keepdim=True)
-    # bool sums and scans into int32: into int64 they are ~3× slower on a large batch
-    count = ties.sum(dim=-1, dtype=torch.int32)
-    pick = torch.minimum((uniform * count).int(), count - 1)
+    # bool scans into int32: into int64 they are ~3× slower on a large batch
+    rank = ties.cumsum(dim=-1, dtype=torch.int32)  # a tie's rank among the ties, from 1
+    count = rank[..., -1:]
+    pick = torch.minimum((uniform.unsqueeze(-1) * count).int(), count - 1)
     # the (pick+1)-th tie sits after exactly the positions whose tie rank is ≤ pick
-    return (ties.cumsum(dim=-1, dtype=torch.int32) <= pick.unsqueeze(-1)).sum(
-        dim=-1, dtype=torch.int32).long()
+    return (rank <= pick).sum(dim=-1, dtype=torch.int32).long()
+
+
+def argmax_one_hot(v: torch.Tensor, uniform: torch.Tensor, active: torch.Tensor | None = None,
+                   v_max: torch.Tensor | None = None, out: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`argmax_winners` for V held frames last (…×K×F): the same pick from the same uniform
+    (…×F), as winners (…×F, bfloat16) and the one-hot code (…×K×F, bfloat16).
+
+    Built for long rows of frames: no bool tensors (writing them is several times slower
+    than writing numbers) and no scan along K — the tie ranks are one small matmul. Where
+    `active` (broadcastable to `uniform`) is False the code is all zero. `v_max` is V's max
+    over K (keepdim), when the caller has it; `out` receives the code.
+    """
+    k = v.shape[-2]
+    if v_max is None:
+        v_max = v.amax(dim=-2, keepdim=True)
+    ties = torch.empty(v.shape, dtype=torch.bfloat16, device=v.device)
+    torch.eq(v, v_max, out=ties)
+    # 2·(ties before cell k) + [k is a tie]: the tie of rank r (from 1) reads 2r − 1, every
+    # other cell an even number; small integers, exact in bfloat16 (K ≤ 128)
+    steps = 2 * torch.ones(k, k, device=v.device).tril_(-1) + torch.eye(k, device=v.device)
+    rank2 = torch.matmul(steps.to(torch.bfloat16), ties)
+    count = rank2[..., -1, :].float().add_(1.0).div_(2.0).floor_()
+    pick = torch.minimum((uniform * count).floor_(), count - 1.0)
+    if active is not None:
+        pick.masked_fill_(~active, -2.0)  # matches no rank
+    code = torch.empty_like(ties) if out is None else out
+    torch.eq(rank2, pick.mul_(2.0).add_(1.0).unsqueeze(-2), out=code)
+    cells = torch.arange(k, device=v.device, dtype=torch.bfloat16).view(1, k)
+    return torch.matmul(cells, code).squeeze(-2), code

@@ -16,7 +16,6 @@ from sparsey_hydra.core.sparsey_layer import (
     INACTIVE,
     LayerOutput,
     SparseyLayer,
-    one_hot_codes,
 )
 from sparsey_hydra.core.wavefront import Wavefront, fusable
 from sparsey_hydra.errors import SparseyConfigError
@@ -26,6 +25,10 @@ FORMAT_VERSION = 1
 #: up to about this many elements (bounded memory, same codes), between these block sizes
 RECOGNITION_ELEMENTS = 1 << 22
 RECOGNITION_BLOCK = (128, 4096)
+#: blocks of at least this many frames are recognised frames last, as bfloat16 matmuls over
+#: each layer's dense layout (`SparseyLayer.recognize_columns`), where every layer allows it;
+#: smaller ones gather only their live inputs (a matmul reads all of W for a handful of frames)
+COLUMN_MIN_FRAMES = 32
 #: CPU threads per operator in the learning loop and in small recognition batches
 LOOP_THREADS = 1
 #: ... unless a frame's live inputs (summed over layers) average at least this many: then each
@@ -186,8 +189,8 @@ class SparseyModel:
         for layer, (active, _), w_out, g_out in zip(self.layers, activity, winners, fam,
                                                    strict=True):
             codes = torch.where(active.unsqueeze(-1), w_out, -1)
-            outs.append(LayerOutput(active=active, codes=codes,
-                                    y=one_hot_codes(codes, layer.num_neurons),
+            outs.append(LayerOutput(active=active, codes=codes, y=None,
+                                    num_neurons=layer.num_neurons,
                                     g=torch.where(active, g_out, float("nan"))))
         return outs
 
@@ -232,26 +235,48 @@ class SparseyModel:
         """Recognition mode (argmax, random tie-break); never changes the model's weights.
 
         Tie-break keys are dealt per frame, so a frame's code does not depend on the batch;
-        a large batch is recognised in blocks (`recognition_block`) to bound memory.
+        a large batch is recognised in blocks (`recognition_block`) to bound memory. Blocks of
+        ≥ `COLUMN_MIN_FRAMES` frames run frames last where every layer allows it: their
+        outputs are then frames-first views of frames-last tensors (`.contiguous()` before a
+        `.view()`).
         """
         if not self.fused:
             return self.forward(images, learning=False)
         x = self._input(images)
-        blocks = []
         threads = LOOP_THREADS if x.shape[0] < 32 else None
+        columns = x.shape[0] >= COLUMN_MIN_FRAMES and all(
+            layer.uses_column_recognition() for layer in self.layers)
         with intra_op_threads(self.device, threads):
-            block = self.recognition_block()
-            for lo in range(0, x.shape[0], block):
-                blocks.append(self._recognize_block(x[lo:lo + block]))
+            step = self.recognition_block(columns)
+            count = max(1, -(-x.shape[0] // step))
+            step = max(1, -(-x.shape[0] // count))  # equal blocks: no short last one
+            if columns:
+                return self._recognize_columns(x, step)
+            blocks = [self._recognize_block(x[lo:lo + step])
+                      for lo in range(0, x.shape[0], step)]
         return [LayerOutput.cat([b[ell] for b in blocks]) for ell in range(len(self.layers))]
 
-    def recognition_block(self) -> int:
+    def recognition_block(self, columns: bool = False) -> int:
         """Frames per recognition block: small networks take many frames at once."""
-        per_frame = sum(layer.num_macs * max(getattr(layer, "fan_in", 1),
+        per_frame = sum(layer.num_macs * max(1 if columns else getattr(layer, "fan_in", 1),
                                              layer.num_cms * layer.num_neurons)
                         for layer in self.layers)
         lo, hi = RECOGNITION_BLOCK
         return max(lo, min(hi, RECOGNITION_ELEMENTS // max(per_frame, 1)))
+
+    def _recognize_columns(self, x: torch.Tensor, step: int) -> list[LayerOutput]:
+        """Blocks recognised frames last, layer after layer, into one output per layer (same
+        codes as the gathers)."""
+        outs = [layer.column_output(x.shape[0]) for layer in self.layers]
+        for first in range(0, x.shape[0], step):
+            block = x[first:first + step]
+            activity = self._activity(block)
+            keys = self._dealt_draws(activity, [layer.num_cms for layer in self.layers])
+            lower = block[..., 0].t().to(torch.bfloat16)
+            for layer, out, k, (active, n) in zip(self.layers, outs, keys, activity,
+                                                  strict=True):
+                lower = layer.recognize_columns(lower, active, n, k, out, first)
+        return outs
 
     def _recognize_block(self, x: torch.Tensor) -> list[LayerOutput]:
         activity = self._activity(x)

@@ -7,7 +7,7 @@ rows, built from the lower layer's codes by one gather. Familiarity sums just th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparsey_hydra.core.csa import (
     CSAParams,
+    argmax_one_hot,
     argmax_winners,
     familiarity,
+    global_familiarity,
     sample_winners,
     selection_weights,
 )
@@ -38,6 +40,9 @@ GATE_TOLERANCE = 1e-9
 DENSE_ADVANTAGE = 8
 #: ... and that layout stays below this many weights
 DENSE_MAX_WEIGHTS = 16 * 2**20
+#: bfloat16 holds every integer up to 2^8 exactly, and its matmul accumulates in float32: a
+#: binary W over at most this many active inputs gives exact u from a bfloat16 matmul
+BF16_EXACT_SUM = 2**8
 #: the code offset of an inactive MAC: any row index plus this is < 0, i.e. the padding row
 INACTIVE = -(1 << 60)
 
@@ -107,15 +112,34 @@ class LayerOutput:
 
     `x` (B×M×N dense input) and `v` (B×M×Q×K) are optional: the Sparsey layer's learning loop
     leaves them out; `inputs` is its sparse form of x (B×M×J weight-store rows, 0 = none).
+    `y` may be given as None with `num_neurons` (K): it is then built from the codes when
+    first read, so a caller that reads only codes, G or V never pays for it.
     """
 
     active: torch.Tensor  # B×M bool
     codes: torch.Tensor  # B×M×Q winner index per CM, -1 where inactive
-    y: torch.Tensor  # B×M×QK binary output
+    y: torch.Tensor | None  # B×M×QK binary output (float32)
     g: torch.Tensor  # B×M global familiarity (NaN where inactive)
     x: torch.Tensor | None = None
     v: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
+    num_neurons: int | None = None  # K, cells per CM
+
+    def __post_init__(self) -> None:
+        stored = self.__dict__.get("_y")
+        if stored is None and self.num_neurons is None:
+            raise ValueError("LayerOutput needs y or num_neurons (to build y from the codes)")
+        if self.num_neurons is None:
+            self.num_neurons = int(stored.shape[-1]) // max(int(self.codes.shape[-1]), 1)
+
+    def _get_y(self) -> torch.Tensor:
+        y = self.__dict__.get("_y")
+        if y is None:
+            y = self.__dict__["_y"] = one_hot_codes(self.codes, self.num_neurons)
+        return y
+
+    def _set_y(self, value: torch.Tensor | None) -> None:
+        self.__dict__["_y"] = value
 
     @classmethod
     def cat(cls, parts: Sequence[LayerOutput]) -> LayerOutput:
@@ -124,9 +148,16 @@ class LayerOutput:
             return parts[0]
         values = {}
         for f in fields(cls):
-            items = [getattr(p, f.name) for p in parts]
-            values[f.name] = None if any(i is None for i in items) else torch.cat(items)
+            items = [p.__dict__.get("_y") if f.name == "y" else getattr(p, f.name)
+                     for p in parts]
+            values[f.name] = None if any(i is None for i in items) else (
+                items[0] if f.name == "num_neurons" else torch.cat(items))
         return cls(**values)
+
+
+# y is a property over the stored tensor (set after the dataclass is made, so that its
+# __init__ takes y as a plain argument)
+LayerOutput.y = property(LayerOutput._get_y, LayerOutput._set_y)  # type: ignore[assignment]
 
 
 def code_offsets(lower_y: torch.Tensor, num_cms: int, num_neurons: int) -> torch.Tensor:
@@ -235,23 +266,44 @@ class SparseyLayer:
         return dense <= DENSE_MAX_WEIGHTS and \
             dense <= DENSE_ADVANTAGE * self.num_macs * self.fan_in * cells
 
-    def dense_weights(self) -> torch.Tensor:
-        """W laid out as (M_low·C_low)×(M·QK) in the store's dtype: row (j, c_low) holds MAC
-        m's weights from lower cell c_low of MAC j where j ∈ RF(m), zeros elsewhere. Cached
-        until W changes."""
-        cached = getattr(self, "_dense", None)
-        if cached is not None and cached[0] == self.rule.version:
-            return cached[1]
+    def _dense_layout(self, dtype: torch.dtype) -> torch.Tensor:
+        """W laid out as (M_low·C_low)×(M·QK): row (j, c_low) holds MAC m's weights from lower
+        cell c_low of MAC j where j ∈ RF(m), zeros elsewhere."""
         cells = self.num_cms * self.num_neurons
         r_max = self.rf_index.shape[1]
         dense = torch.zeros(self.lower_macs + 1, self.lower_cells, self.num_macs, cells,
-                            device=self.device, dtype=self.rule.dtype)
+                            device=self.device, dtype=dtype)
         macs = torch.arange(self.num_macs, device=self.device).unsqueeze(1)
         dense[self.rf_index, :, macs, :] = self.weights.view(
-            self.num_macs, r_max, self.lower_cells, cells)
-        dense = dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
-        self._dense = (self.rule.version, dense)
-        return dense
+            self.num_macs, r_max, self.lower_cells, cells).to(dtype)
+        return dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
+
+    def _cached(self, name: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A layout of W built once per version of W."""
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] != self.rule.version:
+            cached = (self.rule.version, build())
+            self.__dict__[name] = cached
+        return cached[1]
+
+    def dense_weights(self) -> torch.Tensor:
+        """The dense layout in the store's dtype (for one bag per frame), cached."""
+        return self._cached("_dense", lambda: self._dense_layout(self.rule.dtype))
+
+    def dense_columns(self) -> torch.Tensor:
+        """The dense layout transposed, (M·QK)×(M_low·C_low) bfloat16, cached: the left
+        factor of the frames-last matmul."""
+        return self._cached("_columns", lambda: self._dense_layout(torch.bfloat16).t()
+                            .contiguous())
+
+    def uses_column_recognition(self) -> bool:
+        """Whether recognition can be one exact bfloat16 matmul over the dense layout, frames
+        last: W binary (the float16 store), u ≤ J ≤ 2^8, and the layout not too large."""
+        cells = self.num_cms * self.num_neurons
+        dense = self.lower_macs * self.lower_cells * self.num_macs * cells
+        return self.rule.dtype == torch.float16 and self.fan_in <= BF16_EXACT_SUM \
+            and 2 * self.num_neurons <= BF16_EXACT_SUM and dense <= DENSE_MAX_WEIGHTS \
+            and self.device.type in ("cpu", "cuda")
 
     def dense_input_sum(self, lower_y: torch.Tensor) -> torch.Tensor:
         """u (B×M×QK) as the sum of the dense layout's rows at each frame's active lower cells:
@@ -301,6 +353,44 @@ class SparseyLayer:
         u = F.embedding_bag(rows, self.rule.store, bag_offsets(counts).view(-1).long(),
                             mode="sum")
         return u.view(frames, self.num_macs, -1)
+
+    def column_output(self, frames: int) -> LayerOutput:
+        """Empty outputs for `recognize_columns`: frames-first views of frames-last tensors."""
+        q, k, m, dev = self.num_cms, self.num_neurons, self.num_macs, self.device
+        return LayerOutput(
+            active=torch.empty(frames, m, dtype=torch.bool, device=dev),
+            codes=torch.empty(m, q, frames, dtype=torch.long, device=dev).permute(2, 0, 1),
+            y=None, num_neurons=k,
+            g=torch.empty(m, frames, device=dev).t(),
+            v=torch.empty(m, q, k, frames, device=dev).permute(3, 0, 1, 2))
+
+    def recognize_columns(self, lower: torch.Tensor, active: torch.Tensor, n: torch.Tensor,
+                          keys: torch.Tensor, out: LayerOutput, first: int) -> torch.Tensor:
+        """Recognise a block of b frames held frames last, into frames first..first+b of `out`
+        (from `column_output`).
+
+        lower: the lower layer's output (M_low·C_low)×b, bfloat16; active, n: b×M from
+        `activity()`; keys: b×M×Q tie-break uniforms. u for every MAC of every frame is one
+        bfloat16 matmul with the dense layout (exact: 0/1 products summed in float32, u ≤ 2^8),
+        and with the frames as the innermost axis every pass of the CSA over the cells runs
+        along long contiguous rows (with K innermost, rows of 4–32 elements). Returns this
+        layer's output (M·QK)×b, bfloat16, for the layer above.
+        """
+        b = lower.shape[-1]
+        q, k, m = self.num_cms, self.num_neurons, self.num_macs
+        frames = slice(first, first + b)
+        active_t = active.t().contiguous()
+        div = torch.where(active_t, n.t().clamp(min=1.0), float("inf"))  # inactive: V = 0
+        v = out.v[frames].permute(1, 2, 3, 0)
+        torch.div((self.dense_columns() @ lower).view(m, q, k, b), div.view(m, 1, 1, b), out=v)
+        v_max = v.amax(dim=2, keepdim=True)
+        out.g[frames] = torch.where(active_t, global_familiarity(v_max, q, k_dim=2),
+                                    float("nan")).t()
+        winners, code = argmax_one_hot(v, keys.permute(1, 2, 0).contiguous(),
+                                       active_t.unsqueeze(1), v_max)
+        out.codes[frames] = torch.where(active_t.unsqueeze(1), winners, -1.0).permute(2, 0, 1)
+        out.active[frames] = active
+        return code.view(m * q * k, b)
 
     def forward(self, lower_y: torch.Tensor, learning: bool, generator: torch.Generator,
                 draws: torch.Tensor | None = None,

@@ -25,7 +25,7 @@ class BasisSetTracker:
     def update(self, outs: list[LayerOutput]) -> list[torch.Tensor]:
         """Add a batch's codes in frame order; returns the running count after each frame, B×M."""
         return self.update_codes([o.codes for o in outs], [o.active for o in outs],
-                                 [int(o.y.shape[-1]) // o.codes.shape[-1] for o in outs])
+                                 [o.num_neurons for o in outs])
 
     def update_codes(self, codes: list[torch.Tensor], active: list[torch.Tensor],
                      neurons: list[int]) -> list[torch.Tensor]:

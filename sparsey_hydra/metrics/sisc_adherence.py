@@ -85,7 +85,7 @@ class SiscAdherence(Metric):
             sum_i, sum_ii = w.sum(1, keepdim=True), w.square().sum(1, keepdim=True)
             result = []
             for ell, o in enumerate(outs):
-                k = o.y.shape[-1] // o.codes.shape[-1]
+                k = o.num_neurons
                 sums = torch.zeros(3, b, o.codes.shape[1], dtype=torch.float64, device=device)
                 n = torch.zeros(b, 1, dtype=torch.float64, device=device)
                 if n_stored:

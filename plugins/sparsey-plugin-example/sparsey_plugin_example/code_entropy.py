@@ -39,7 +39,7 @@ class CodeEntropy(Metric):
         result = []
         for ell, out in enumerate(outs):
             b, m, q = out.codes.shape
-            k = out.y.shape[2] // q
+            k = out.num_neurons
             if len(counts) <= ell:
                 counts.append(torch.zeros(m, q, k, device=out.codes.device))
             c = counts[ell]
