@@ -136,30 +136,29 @@ def argmax_winners(v: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 def argmax_one_hot(v: torch.Tensor, uniform: torch.Tensor, active: torch.Tensor | None = None,
-                   v_max: torch.Tensor | None = None, out: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   v_max: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`argmax_winners` for V held frames last (…×K×F): the same pick from the same uniform
-    (…×F), as winners (…×F, bfloat16) and the one-hot code (…×K×F, bfloat16).
+    (…×F), as winners (…×F, float32) and the one-hot code (…×K×F, bfloat16).
 
     Built for long rows of frames: no bool tensors (writing them is several times slower
-    than writing numbers) and no scan along K — the tie ranks are one small matmul. Where
+    than writing numbers), comparisons into float32 (into another dtype torch makes a
+    temporary and copies), and no scan along K — the tie ranks are one small matmul. Where
     `active` (broadcastable to `uniform`) is False the code is all zero. `v_max` is V's max
-    over K (keepdim), when the caller has it; `out` receives the code.
+    over K (keepdim), when the caller has it.
     """
     k = v.shape[-2]
     if v_max is None:
         v_max = v.amax(dim=-2, keepdim=True)
-    ties = torch.empty(v.shape, dtype=torch.bfloat16, device=v.device)
+    ties = torch.empty(v.shape, device=v.device)
     torch.eq(v, v_max, out=ties)
     # 2·(ties before cell k) + [k is a tie]: the tie of rank r (from 1) reads 2r − 1, every
-    # other cell an even number; small integers, exact in bfloat16 (K ≤ 128)
+    # other cell an even number (small integers: exact)
     steps = 2 * torch.ones(k, k, device=v.device).tril_(-1) + torch.eye(k, device=v.device)
-    rank2 = torch.matmul(steps.to(torch.bfloat16), ties)
-    count = rank2[..., -1, :].float().add_(1.0).div_(2.0).floor_()
+    rank2 = torch.matmul(steps, ties)
+    count = rank2[..., -1, :].add(1.0).div_(2.0).floor_()
     pick = torch.minimum((uniform * count).floor_(), count - 1.0)
     if active is not None:
         pick.masked_fill_(~active, -2.0)  # matches no rank
-    code = torch.empty_like(ties) if out is None else out
-    torch.eq(rank2, pick.mul_(2.0).add_(1.0).unsqueeze(-2), out=code)
-    cells = torch.arange(k, device=v.device, dtype=torch.bfloat16).view(1, k)
-    return torch.matmul(cells, code).squeeze(-2), code
+    code = torch.eq(rank2, pick.mul_(2.0).add_(1.0).unsqueeze(-2), out=ties)
+    cells = torch.arange(k, device=v.device, dtype=torch.float32).view(1, k)
+    return torch.matmul(cells, code).squeeze(-2), code.to(torch.bfloat16)

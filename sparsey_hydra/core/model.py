@@ -128,20 +128,20 @@ class SparseyModel:
 
     def _dealt_draws(self, activity: list[tuple[torch.Tensor, torch.Tensor]],
                      per_mac: list[int]) -> list[torch.Tensor]:
-        """One draw call for a chunk, dealt in (frame, layer, MAC, CM) order: per layer B×M×k."""
-        counts = torch.stack([a.sum(dim=1) * k for (a, _), k in zip(activity, per_mac,
-                                                                    strict=True)], dim=1)
-        total = int(counts.sum())
-        draws = torch.rand(total, generator=self.generator).to(self.device)
-        start = (counts.reshape(-1).cumsum(0) - counts.reshape(-1)).view(counts.shape)
-        dealt = []
-        for ell, ((active, _), k) in enumerate(zip(activity, per_mac, strict=True)):
-            rank = active.cumsum(dim=1) - 1
-            pos = start[:, ell, None, None] + rank.unsqueeze(-1) * k + torch.arange(
-                k, device=self.device)
-            dealt.append(draws[pos.clamp_(0, max(total - 1, 0))] if total
-                         else draws.new_zeros(*active.shape, k))
-        return dealt
+        """One draw call for a chunk, dealt in (frame, layer, MAC, CM) order: per layer B×M×k
+        (inactive MACs get 0). One `masked_scatter_` over the frame's slots of all layers side
+        by side fills them in exactly that order."""
+        frames = activity[0][0].shape[0]
+        slots = torch.cat([a.unsqueeze(-1).expand(-1, -1, k).reshape(frames, -1)
+                           for (a, _), k in zip(activity, per_mac, strict=True)], dim=1)
+        draws = torch.rand(int(slots.sum()), generator=self.generator).to(self.device)
+        dealt = torch.zeros(slots.shape, device=self.device).masked_scatter_(slots, draws)
+        out, lo = [], 0
+        for (active, _), k in zip(activity, per_mac, strict=True):
+            width = active.shape[1] * k
+            out.append(dealt[:, lo:lo + width].view(frames, active.shape[1], k))
+            lo += width
+        return out
 
     def learn_frame(self, image: torch.Tensor,
                     on_forward: Callable[[list[LayerOutput]], None] | None = None
