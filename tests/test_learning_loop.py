@@ -237,13 +237,19 @@ def test_float16_store_learns_and_recognises_exactly_as_float32(shared_data, mon
     assert decaying.layers[0].rule.store.dtype == torch.float32
 
 
+@pytest.mark.parametrize("gather_cost", [None, 0, 10**9])
 @pytest.mark.parametrize("make", [three_layers, mixed_layers])
-def test_frames_last_recognition_equals_the_gathers(shared_data, monkeypatch, make):
-    """Recognition frames last (bfloat16 matmuls over the dense layouts, the tie-break as
-    ranks by matmul) gives the live-input gathers' active, codes, G, V and Y bit for bit, in
-    one block or several, and follows the weights as they learn."""
+def test_frames_last_recognition_equals_the_gathers(shared_data, monkeypatch, make,
+                                                    gather_cost):
+    """Recognition frames last (bfloat16 matmuls over W's blocks per group of MACs, the
+    tie-break as ranks by matmul) gives the live-input gathers' active, codes, G, V and Y bit
+    for bit — for the cost model's grouping, one MAC per group and the plain dense layout —
+    in one block or several, and follows the weights as they learn."""
+    import sparsey_hydra.core.column_layout as column_layout
     import sparsey_hydra.core.model as model_module
 
+    if gather_cost is not None:
+        monkeypatch.setattr(column_layout, "GATHER_COST", gather_cost)
     images = mnist(shared_data, 90)
     model = build_model((28, 28), *make(), seed=4)
     model.learn_frames(images[:50])

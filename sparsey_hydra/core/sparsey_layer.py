@@ -8,13 +8,14 @@ rows, built from the lower layer's codes by one gather. Familiarity sums just th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sparsey_hydra.core.column_layout import ColumnGroups, column_weights, group_macs
 from sparsey_hydra.core.csa import (
     CSAParams,
     argmax_one_hot,
@@ -290,20 +291,33 @@ class SparseyLayer:
         """The dense layout in the store's dtype (for one bag per frame), cached."""
         return self._cached("_dense", lambda: self._dense_layout(self.rule.dtype))
 
-    def dense_columns(self) -> torch.Tensor:
-        """The dense layout transposed, (M·QK)×(M_low·C_low) bfloat16, cached: the left
-        factor of the frames-last matmul."""
-        return self._cached("_columns", lambda: self._dense_layout(torch.bfloat16).t()
-                            .contiguous())
+    def column_groups(self) -> ColumnGroups:
+        """How recognition frames last blocks W (from the geometry alone; computed once)."""
+        groups = self.__dict__.get("_groups")
+        if groups is None:
+            groups = group_macs(self.rf_index.cpu(), self.lower_macs, self.lower_cells,
+                                self.num_cms * self.num_neurons)
+            groups = replace(groups, slot=groups.slot.to(self.device), sources=None
+                             if groups.sources is None else groups.sources.to(self.device))
+            self.__dict__["_groups"] = groups
+        return groups
+
+    def column_blocks(self) -> torch.Tensor:
+        """W as the groups' G×(g·QK)×(U·C_low) bfloat16 blocks, cached until W changes."""
+        return self._cached("_blocks", lambda: column_weights(
+            self.column_groups(), self.weights, self.rf_index, self.lower_macs,
+            self.lower_cells, self.num_cms * self.num_neurons))
 
     def uses_column_recognition(self) -> bool:
-        """Whether recognition can be one exact bfloat16 matmul over the dense layout, frames
-        last: W binary (the float16 store), u ≤ J ≤ 2^8, and the layout not too large."""
-        cells = self.num_cms * self.num_neurons
-        dense = self.lower_macs * self.lower_cells * self.num_macs * cells
-        return self.rule.dtype == torch.float16 and self.fan_in <= BF16_EXACT_SUM \
-            and 2 * self.num_neurons <= BF16_EXACT_SUM and dense <= DENSE_MAX_WEIGHTS \
-            and self.device.type in ("cpu", "cuda")
+        """Whether recognition can be exact bfloat16 matmuls, frames last: W binary (the
+        float16 store), u ≤ J ≤ 2^8, and the blocks not too large."""
+        exact = self.rule.dtype == torch.float16 and self.fan_in <= BF16_EXACT_SUM \
+            and 2 * self.num_neurons <= BF16_EXACT_SUM
+        if not exact or self.device.type not in ("cpu", "cuda"):
+            return False
+        groups = self.column_groups()
+        size = groups.groups * groups.size * groups.width * self.lower_cells
+        return size * self.num_cms * self.num_neurons <= DENSE_MAX_WEIGHTS
 
     def dense_input_sum(self, lower_y: torch.Tensor) -> torch.Tensor:
         """u (B×M×QK) as the sum of the dense layout's rows at each frame's active lower cells:
@@ -354,6 +368,18 @@ class SparseyLayer:
                             mode="sum")
         return u.view(frames, self.num_macs, -1)
 
+    def summed_columns(self, lower: torch.Tensor) -> torch.Tensor:
+        """u, (M·QK)×b bfloat16, from the lower output (M_low·C_low)×b: each group's blocks
+        times the outputs of the lower MACs it reads (exact: 0/1 products summed in float32,
+        u ≤ 2^8)."""
+        groups, blocks = self.column_groups(), self.column_blocks()
+        if groups.sources is None:
+            return blocks[0] @ lower
+        b = lower.shape[-1]
+        x = lower.view(self.lower_macs, -1).index_select(0, groups.sources.view(-1))
+        u = torch.bmm(blocks, x.view(groups.groups, -1, b)).view(-1, b)
+        return u[:self.num_macs * self.num_cms * self.num_neurons]
+
     def column_output(self, frames: int) -> LayerOutput:
         """Empty outputs for `recognize_columns`: frames-first views of frames-last tensors."""
         q, k, m, dev = self.num_cms, self.num_neurons, self.num_macs, self.device
@@ -370,11 +396,11 @@ class SparseyLayer:
         (from `column_output`).
 
         lower: the lower layer's output (M_low·C_low)×b, bfloat16; active, n: b×M from
-        `activity()`; keys: b×M×Q tie-break uniforms. u for every MAC of every frame is one
-        bfloat16 matmul with the dense layout (exact: 0/1 products summed in float32, u ≤ 2^8),
-        and with the frames as the innermost axis every pass of the CSA over the cells runs
-        along long contiguous rows (with K innermost, rows of 4–32 elements). Returns this
-        layer's output (M·QK)×b, bfloat16, for the layer above.
+        `activity()`; keys: b×M×Q tie-break uniforms. u for every MAC of every frame comes
+        from one batched bfloat16 matmul (`summed_columns`), and with the frames as the
+        innermost axis every pass of the CSA over the cells runs along long contiguous rows
+        (with K innermost, rows of 4–32 elements). Returns this layer's output (M·QK)×b,
+        bfloat16, for the layer above.
         """
         b = lower.shape[-1]
         q, k, m = self.num_cms, self.num_neurons, self.num_macs
@@ -382,7 +408,7 @@ class SparseyLayer:
         active_t = active.t().contiguous()
         div = torch.where(active_t, n.t().clamp(min=1.0), float("inf"))  # inactive: V = 0
         v = out.v[frames].permute(1, 2, 3, 0)
-        torch.div((self.dense_columns() @ lower).view(m, q, k, b), div.view(m, 1, 1, b), out=v)
+        torch.div(self.summed_columns(lower).view(m, q, k, b), div.view(m, 1, 1, b), out=v)
         v_max = v.amax(dim=2, keepdim=True)
         out.g[frames] = torch.where(active_t, global_familiarity(v_max, q, k_dim=2),
                                     float("nan")).t()
