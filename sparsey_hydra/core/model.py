@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 RECOGNITION_ELEMENTS = 1 << 22
 RECOGNITION_BLOCK = (128, 4096)
 #: blocks of at least this many frames are recognised frames last, as bfloat16 matmuls over
-#: each layer's dense layout (`SparseyLayer.recognize_columns`), where every layer allows it;
+#: each layer's blocks of W (`SparseyLayer.recognize_columns`), where every layer allows it;
 #: smaller ones gather only their live inputs (a matmul reads all of W for a handful of frames)
 COLUMN_MIN_FRAMES = 32
 #: CPU threads per operator in the learning loop and in small recognition batches

@@ -36,9 +36,10 @@ class SiscAdherenceParams(MetricParams):
 
 
 def _sums(j: torch.Tensor, s_in: torch.Tensor) -> torch.Tensor:
-    """(Σ_s J, Σ_s J², Σ_s J·s_in) per frame and MAC, 3×B×M, from J (M×B×S) and s_in (B×S)."""
-    return torch.stack([j.sum(-1).T, j.square().sum(-1).T,
-                        torch.einsum("mbs,bs->bm", j, s_in)]).double()
+    """(Σ_s J, Σ_s J², Σ_s J·s_in) per frame and MAC, 3×B×M, from J (M×B×S, overwritten: it
+    is the metric's largest tensor) and s_in (B×S)."""
+    total, cross = j.sum(-1).T, torch.einsum("mbs,bs->bm", j, s_in)
+    return torch.stack([total, j.square_().sum(-1).T, cross]).double()
 
 
 class SiscAdherence(Metric):

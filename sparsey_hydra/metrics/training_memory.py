@@ -59,7 +59,8 @@ def code_jaccard_matrix(codes: torch.Tensor, stored: torch.Tensor, k: int) -> to
     q = codes.shape[-1]
     same = torch.bmm(one_hot_codes(codes, k).transpose(0, 1),
                      one_hot_codes(stored, k).permute(1, 2, 0))
-    return same / (2 * q - same)
+    # 1 / (2Q/overlap − 1), in place (M×B×S is the largest tensor of the metric): 0 → 0
+    return same.reciprocal_().mul_(2 * q).sub_(1.0).reciprocal_()
 
 
 class TrainingMemory:
