@@ -31,7 +31,13 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from sparsey_hydra.core.csa import PaddedCMs, familiarity, sample_winners, selection_weights
+from sparsey_hydra.core.csa import (
+    PaddedCMs,
+    exact_dtype,
+    familiarity,
+    sample_winners,
+    selection_weights,
+)
 from sparsey_hydra.core.learning_rule import PAD_ROW, HebbianRule, shared_dtype
 from sparsey_hydra.core.live_slots import bag_offsets, live_counts, live_inputs
 from sparsey_hydra.core.sparsey_layer import SparseyLayer
@@ -194,7 +200,8 @@ class Wavefront:
         ticks = frames + depth - 1
         dev, g_all, q = self.device, self.num_macs, self.num_cms
         n_safe = torch.ones(ticks, g_all, device=dev)
-        uniform = torch.zeros(ticks, g_all, q, device=dev)
+        # in the CDF's float64 already (the same product, without a conversion per tick)
+        uniform = torch.zeros(ticks, g_all, q, device=dev, dtype=exact_dtype(dev))
         per_tick = torch.zeros(ticks, dtype=torch.long, device=dev)
         for ell, ((a, n), u) in enumerate(zip(activity, uniforms, strict=True)):
             lo, hi = self.span[ell]
