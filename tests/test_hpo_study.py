@@ -167,3 +167,45 @@ def test_the_study_lock_on_postgresql(postgres_server, pg_database: str) -> None
         with StudyLock(open_storage(url), "t"):
             other.append("both held")
     assert other == ["both held"]
+
+
+def test_ctrl_c_swallowed_by_a_finaliser_prints_no_traceback(capsys) -> None:
+    """Ctrl-C can land in a weakref callback or __del__, where Python swallows it and prints
+    "Exception ignored … Traceback"; the sweep notes the interrupt itself, so it says nothing
+    there (other unraisable errors still reach the previous hook)."""
+    import sys
+    import types
+    import weakref
+
+    from sparsey_hydra.hpo.sweep import StudySweep
+
+    sweep = types.SimpleNamespace()
+    seen = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        with StudySweep._ctrl_c_noted(sweep):
+            sweep.interrupted = True
+
+            class Box:
+                pass
+
+            def callback(_):
+                raise KeyboardInterrupt
+
+            box = Box()
+            ref = weakref.ref(box, callback)
+            del box  # the callback raises: swallowed, and silenced
+            assert ref() is None
+
+            def failing(_):
+                raise ValueError("a real bug")
+
+            box = Box()
+            ref = weakref.ref(box, failing)
+            del box
+    finally:
+        sys.unraisablehook = previous
+    assert [type(i.exc_value) for i in seen] == [ValueError]
+    assert "Traceback" not in capsys.readouterr().err
+    assert sys.unraisablehook is previous

@@ -200,11 +200,19 @@ class StudySweep:
             if self.in_trials:
                 signal.default_int_handler(signum, frame)
 
+        def unraisable(info: Any) -> None:
+            # the interrupt raised inside a finaliser or weakref callback, where Python
+            # swallows it and prints a traceback: it is noted already, so say nothing
+            if not (self.interrupted and isinstance(info.exc_value, KeyboardInterrupt)):
+                previous_hook(info)
+
         previous = signal.signal(signal.SIGINT, on_sigint)
+        previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+            sys.unraisablehook = previous_hook
 
     def _check_interrupt(self, claimed: Sequence[optuna.Trial] = ()) -> None:
         """Act on a noted Ctrl-C: give back what was claimed, then stop the sweep."""
