@@ -47,3 +47,15 @@ def test_blocks_times_gathered_inputs_equal_the_dense_matmul(monkeypatch, gather
             real = layer.rf_index < layer.lower_macs
             read = groups.sources[grp.unsqueeze(1).expand_as(real)[real], groups.slot[real]]
             assert torch.equal(read, layer.rf_index[real])
+
+
+def test_gather_buffer_is_reused_and_grows():
+    from sparsey_hydra.core.column_layout import GatherBuffer
+
+    buffer, like = GatherBuffer(), torch.zeros(1, dtype=torch.bfloat16)
+    first = buffer.take(100, like)
+    assert first.numel() == 100 and first.dtype == torch.bfloat16
+    assert buffer.take(60, like).data_ptr() == first.data_ptr()  # no new allocation
+    bigger = buffer.take(500, like)
+    assert bigger.numel() == 500 and buffer.take(100, like).data_ptr() == bigger.data_ptr()
+    assert buffer.take(10, torch.zeros(1)).dtype == torch.float32

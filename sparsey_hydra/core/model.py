@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
+from sparsey_hydra.core.column_layout import GatherBuffer
 from sparsey_hydra.core.device import intra_op_threads
 from sparsey_hydra.core.geometry import LayerGeometry, input_geometry
 from sparsey_hydra.core.sparsey_layer import (
@@ -84,6 +85,7 @@ class SparseyModel:
         self.fused = all(isinstance(layer, SparseyLayer) for layer in self.layers)
         self.wavefront = Wavefront(self.layers) \
             if fusable(self.layers) else None
+        self.gather_buffer = GatherBuffer()  # recognition frames last, reused between calls
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         """B×H×W binary images → the input layer's output B×(H·W)×1 (row-major)."""
@@ -275,7 +277,8 @@ class SparseyModel:
             lower = block[..., 0].t().to(torch.bfloat16)
             for layer, out, k, (active, n) in zip(self.layers, outs, keys, activity,
                                                   strict=True):
-                lower = layer.recognize_columns(lower, active, n, k, out, first)
+                lower = layer.recognize_columns(lower, active, n, k, out, first,
+                                                self.gather_buffer)
         return outs
 
     def _recognize_block(self, x: torch.Tensor) -> list[LayerOutput]:

@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sparsey_hydra.core.column_layout import ColumnGroups, column_weights, group_macs
+from sparsey_hydra.core.column_layout import (
+    ColumnGroups,
+    GatherBuffer,
+    column_weights,
+    group_macs,
+)
 from sparsey_hydra.core.csa import (
     CSAParams,
     argmax_one_hot,
@@ -368,15 +373,19 @@ class SparseyLayer:
                             mode="sum")
         return u.view(frames, self.num_macs, -1)
 
-    def summed_columns(self, lower: torch.Tensor) -> torch.Tensor:
+    def summed_columns(self, lower: torch.Tensor, buffer: GatherBuffer | None = None
+                       ) -> torch.Tensor:
         """u, (M·QK)×b bfloat16, from the lower output (M_low·C_low)×b: each group's blocks
         times the outputs of the lower MACs it reads (exact: 0/1 products summed in float32,
-        u ≤ 2^8)."""
+        u ≤ 2^8). The gathered outputs go into `buffer` when given."""
         groups, blocks = self.column_groups(), self.column_blocks()
         if groups.sources is None:
             return blocks[0] @ lower
         b = lower.shape[-1]
-        x = lower.view(self.lower_macs, -1).index_select(0, groups.sources.view(-1))
+        rows = groups.sources.view(-1)
+        x = (buffer or GatherBuffer()).take(rows.numel() * self.lower_cells * b, lower)
+        torch.index_select(lower.view(self.lower_macs, -1), 0, rows,
+                           out=x.view(rows.numel(), -1))
         u = torch.bmm(blocks, x.view(groups.groups, -1, b)).view(-1, b)
         return u[:self.num_macs * self.num_cms * self.num_neurons]
 
@@ -391,7 +400,8 @@ class SparseyLayer:
             v=torch.empty(m, q, k, frames, device=dev).permute(3, 0, 1, 2))
 
     def recognize_columns(self, lower: torch.Tensor, active: torch.Tensor, n: torch.Tensor,
-                          keys: torch.Tensor, out: LayerOutput, first: int) -> torch.Tensor:
+                          keys: torch.Tensor, out: LayerOutput, first: int,
+                          buffer: GatherBuffer | None = None) -> torch.Tensor:
         """Recognise a block of b frames held frames last, into frames first..first+b of `out`
         (from `column_output`).
 
@@ -400,7 +410,7 @@ class SparseyLayer:
         from one batched bfloat16 matmul (`summed_columns`), and with the frames as the
         innermost axis every pass of the CSA over the cells runs along long contiguous rows
         (with K innermost, rows of 4–32 elements). Returns this layer's output (M·QK)×b,
-        bfloat16, for the layer above.
+        bfloat16, for the layer above. `buffer` holds the gathered inputs.
         """
         b = lower.shape[-1]
         q, k, m = self.num_cms, self.num_neurons, self.num_macs
@@ -408,7 +418,8 @@ class SparseyLayer:
         active_t = active.t().contiguous()
         div = torch.where(active_t, n.t().clamp(min=1.0), float("inf"))  # inactive: V = 0
         v = out.v[frames].permute(1, 2, 3, 0)
-        torch.div(self.summed_columns(lower).view(m, q, k, b), div.view(m, 1, 1, b), out=v)
+        u = self.summed_columns(lower, buffer).view(m, q, k, b)
+        torch.div(u, div.view(m, 1, 1, b), out=v)
         v_max = v.amax(dim=2, keepdim=True)
         out.g[frames] = torch.where(active_t, global_familiarity(v_max, q, k_dim=2),
                                     float("nan")).t()
