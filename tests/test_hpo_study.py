@@ -209,3 +209,24 @@ def test_ctrl_c_swallowed_by_a_finaliser_prints_no_traceback(capsys) -> None:
     assert [type(i.exc_value) for i in seen] == [ValueError]
     assert "Traceback" not in capsys.readouterr().err
     assert sys.unraisablehook is previous
+
+
+def test_a_worker_killed_before_its_first_heartbeat_does_not_hang_the_study(
+        tmp_path: Path) -> None:
+    """A worker SIGKILLed between asking for a trial and its first heartbeat leaves a RUNNING
+    trial with no heartbeat, which Optuna never calls stale: after the grace period it is
+    failed and its point queued again like any silent trial (the study would never finish)."""
+    study = new_study(f"sqlite:///{tmp_path / 'db.sqlite'}", heartbeat_interval_s=1,
+                      grace_period_s=2)
+    orphan = study.ask(fixed_distributions=SPACE)  # asked, then the worker died
+    orphan.set_user_attr("worker", {"host": "another-node", "pid": 1})
+    alive = start(study, {"host": "another-node", "pid": 2})
+    assert fail_dead_trials(study, local_pid_check=True) == []  # too young to judge
+    with Heartbeat(study._storage, [alive], interval_s=1):
+        time.sleep(2.5)
+        assert fail_dead_trials(study, local_pid_check=True) == [orphan.number]
+    trials = study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[alive.number].state == TrialState.RUNNING
+    retry = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(retry) == 1 and retry[0].params == orphan.params

@@ -15,6 +15,7 @@ own host a dead process is seen at once (`hpo.local_pid_check`), without the gra
 from __future__ import annotations
 
 import copy
+import datetime
 import inspect
 import os
 import socket
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from sparsey_hydra.errors import SparseyConfigError
@@ -213,7 +215,14 @@ def local_dead(trial: FrozenTrial) -> bool:
 
 def fail_dead_trials(study: optuna.Study, local_pid_check: bool) -> list[int]:
     """Fail the RUNNING trials of dead workers and queue their points again (Optuna's
-    `fail_stale_trials` with the storage's retry callback); their numbers."""
+    `fail_stale_trials` with the storage's retry callback); their numbers.
+
+    Optuna only fails a trial whose heartbeat is older than the grace period; a worker killed
+    between asking for a trial and its first heartbeat leaves one with no heartbeat at all,
+    which would stay RUNNING for ever (and the study unfinished). Workers ask and beat under
+    the study lock, so a trial without a heartbeat that started more than a grace period ago
+    is such a one: it is failed here too.
+    """
     storage = study._storage
     running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     if not running:
@@ -222,9 +231,10 @@ def fail_dead_trials(study: optuna.Study, local_pid_check: bool) -> list[int]:
         warnings.simplefilter("ignore")
         optuna.storages.fail_stale_trials(study)  # heartbeat older than the grace period
         callback = _callback(storage)
-        for t in running if local_pid_check else []:
-            if not local_dead(t):
-                continue
+        silent = never_beat(storage, running)
+        dead = [t for t in running
+                if t._trial_id in silent or (local_pid_check and local_dead(t))]
+        for t in dead:
             try:
                 if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     continue
@@ -235,6 +245,25 @@ def fail_dead_trials(study: optuna.Study, local_pid_check: bool) -> list[int]:
     now = {t.number: t for t in study.get_trials(deepcopy=False)}
     return [t.number for t in running if now[t.number].state == TrialState.FAIL
             and "error" not in now[t.number].user_attrs]
+
+
+def never_beat(storage: Any, running: list[FrozenTrial]) -> set[int]:
+    """Ids of the RUNNING trials that started more than a grace period ago and have no
+    heartbeat (worker clocks are assumed to agree within the grace period)."""
+    backend = getattr(storage, "_backend", storage)  # the study's caching wrapper
+    engine, grace = getattr(backend, "engine", None), getattr(backend, "grace_period", None)
+    if engine is None or grace is None:
+        return set()
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    old = [t._trial_id for t in running if t.datetime_start and t.datetime_start < cutoff]
+    if not old:
+        return set()
+    from optuna.storages._rdb.models import TrialHeartbeatModel
+
+    column = TrialHeartbeatModel.trial_id
+    with engine.connect() as conn:
+        beating = set(conn.execute(sqlalchemy.select(column).where(column.in_(old))).scalars())
+    return set(old) - beating
 
 
 def _callback(storage: Any) -> Any:

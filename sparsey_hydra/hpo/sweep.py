@@ -269,12 +269,14 @@ class StudySweep:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "heartbeat is meant for optimize()"
                     trial = self.study.ask(fixed_distributions=self.space)
+                # alive from the first moment (a trial that never beat is failed by the
+                # other workers after the grace period: see fail_dead_trials)
+                self.storage.record_heartbeat(trial._trial_id)
                 if trial.user_attrs.get("interrupted"):  # copied from the trial it retries
                     trial.set_user_attr("interrupted", None)
-                trial.set_user_attr("worker", worker_id())
                 trial.set_user_attr("hpo_run",
                                     {k: v for k, v in self.hpo_run.items() if v is not None})
-                self.storage.record_heartbeat(trial._trial_id)  # alive from the first moment
+                trial.set_user_attr("worker", worker_id())
                 batch.append(trial)
             return batch
 
