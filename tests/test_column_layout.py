@@ -33,8 +33,8 @@ def test_blocks_times_gathered_inputs_equal_the_dense_matmul(monkeypatch, gather
             assert groups.sources is None  # the plain dense layout
         lower = (torch.rand(layer.lower_macs * layer.lower_cells, 5, generator=gen) < 0.5)
         dense = layer.dense_weights().float().t() @ lower.float()
-        blocks = column_weights(groups, layer.weights, layer.rf_index, layer.lower_macs,
-                                layer.lower_cells, cells)
+        blocks = column_weights(groups, layer.weights, layer.rf_index, layer.lower_cells,
+                                cells)
         if groups.sources is None:
             u = blocks[0].float() @ lower.float()
         else:

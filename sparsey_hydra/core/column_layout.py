@@ -69,7 +69,7 @@ def _groups(rf_index: torch.Tensor, lower_macs: int, size: int) -> ColumnGroups:
 
 
 def column_weights(groups: ColumnGroups, weights: torch.Tensor, rf_index: torch.Tensor,
-                   lower_macs: int, lower_cells: int, cells: int) -> torch.Tensor:
+                   lower_cells: int, cells: int) -> torch.Tensor:
     """G×(g·QK)×(U·C_low) bfloat16 blocks of W (M×(R·C_low)×QK): block row (m, c), column
     (slot of j, c_low) holds MAC m's weight from lower cell c_low of RF MAC j."""
     macs, r_max = rf_index.shape

@@ -57,19 +57,18 @@ def familiarity(
     `n_safe` is the active-input count clamped to ≥ 1: where n = 0, u = 0 and so V = 0.
     """
     v = (u / n_safe.unsqueeze(-1)).view(*u.shape[:-1], p.num_cms, p.num_neurons)
-    return v, global_familiarity(v, p.num_cms if padded is None else padded.num_cms)
+    return v, global_familiarity(v.amax(dim=-1),
+                                 p.num_cms if padded is None else padded.num_cms)
 
 
-def global_familiarity(v: torch.Tensor, num_cms: int | torch.Tensor,
-                       k_dim: int = -1) -> torch.Tensor:
-    """G = mean over CMs of max_k V, for V with its cells on `k_dim` and its CMs just before.
+def global_familiarity(v_max: torch.Tensor, num_cms: int | torch.Tensor,
+                       cm_dim: int = -1) -> torch.Tensor:
+    """G = mean over CMs of max_k V, from the per-CM maxima (CMs on `cm_dim`).
 
     The sum over CMs is taken in float64, where it is exact (Q values u/n of float32), so no
     summation order — and no padding with zero CMs — can change G by a bit.
     """
-    cm_dim = k_dim - 1 if k_dim > 0 else k_dim
-    total = v.amax(dim=k_dim).sum(dim=cm_dim, dtype=exact_dtype(v.device))
-    return (total / num_cms).float()
+    return (v_max.sum(dim=cm_dim, dtype=exact_dtype(v_max.device)) / num_cms).float()
 
 
 def expansivity(g: torch.Tensor, p: CSAParams, padded: PaddedCMs | None = None) -> torch.Tensor:

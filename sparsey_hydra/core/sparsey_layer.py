@@ -272,18 +272,6 @@ class SparseyLayer:
         return dense <= DENSE_MAX_WEIGHTS and \
             dense <= DENSE_ADVANTAGE * self.num_macs * self.fan_in * cells
 
-    def _dense_layout(self, dtype: torch.dtype) -> torch.Tensor:
-        """W laid out as (M_low·C_low)×(M·QK): row (j, c_low) holds MAC m's weights from lower
-        cell c_low of MAC j where j ∈ RF(m), zeros elsewhere."""
-        cells = self.num_cms * self.num_neurons
-        r_max = self.rf_index.shape[1]
-        dense = torch.zeros(self.lower_macs + 1, self.lower_cells, self.num_macs, cells,
-                            device=self.device, dtype=dtype)
-        macs = torch.arange(self.num_macs, device=self.device).unsqueeze(1)
-        dense[self.rf_index, :, macs, :] = self.weights.view(
-            self.num_macs, r_max, self.lower_cells, cells).to(dtype)
-        return dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
-
     def _cached(self, name: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A layout of W built once per version of W."""
         cached = self.__dict__.get(name)
@@ -293,8 +281,20 @@ class SparseyLayer:
         return cached[1]
 
     def dense_weights(self) -> torch.Tensor:
-        """The dense layout in the store's dtype (for one bag per frame), cached."""
-        return self._cached("_dense", lambda: self._dense_layout(self.rule.dtype))
+        """W laid out as (M_low·C_low)×(M·QK) in the store's dtype: row (j, c_low) holds MAC
+        m's weights from lower cell c_low of MAC j where j ∈ RF(m), zeros elsewhere. Cached
+        until W changes."""
+        return self._cached("_dense", self._dense_layout)
+
+    def _dense_layout(self) -> torch.Tensor:
+        cells = self.num_cms * self.num_neurons
+        r_max = self.rf_index.shape[1]
+        dense = torch.zeros(self.lower_macs + 1, self.lower_cells, self.num_macs, cells,
+                            device=self.device, dtype=self.rule.dtype)
+        macs = torch.arange(self.num_macs, device=self.device).unsqueeze(1)
+        dense[self.rf_index, :, macs, :] = self.weights.view(
+            self.num_macs, r_max, self.lower_cells, cells)
+        return dense[:-1].reshape(self.lower_macs * self.lower_cells, self.num_macs * cells)
 
     def column_groups(self) -> ColumnGroups:
         """How recognition frames last blocks W (from the geometry alone; computed once)."""
@@ -310,8 +310,8 @@ class SparseyLayer:
     def column_blocks(self) -> torch.Tensor:
         """W as the groups' G×(g·QK)×(U·C_low) bfloat16 blocks, cached until W changes."""
         return self._cached("_blocks", lambda: column_weights(
-            self.column_groups(), self.weights, self.rf_index, self.lower_macs,
-            self.lower_cells, self.num_cms * self.num_neurons))
+            self.column_groups(), self.weights, self.rf_index, self.lower_cells,
+            self.num_cms * self.num_neurons))
 
     def uses_column_recognition(self) -> bool:
         """Whether recognition can be exact bfloat16 matmuls, frames last: W binary (the
@@ -421,8 +421,8 @@ class SparseyLayer:
         u = self.summed_columns(lower, buffer).view(m, q, k, b)
         torch.div(u, div.view(m, 1, 1, b), out=v)
         v_max = v.amax(dim=2, keepdim=True)
-        out.g[frames] = torch.where(active_t, global_familiarity(v_max, q, k_dim=2),
-                                    float("nan")).t()
+        g = global_familiarity(v_max.squeeze(2), q, cm_dim=1)
+        out.g[frames] = torch.where(active_t, g, float("nan")).t()
         winners, code = argmax_one_hot(v, keys.permute(1, 2, 0).contiguous(),
                                        active_t.unsqueeze(1), v_max)
         out.codes[frames] = torch.where(active_t.unsqueeze(1), winners, -1.0).permute(2, 0, 1)
